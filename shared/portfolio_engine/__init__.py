@@ -1,0 +1,1 @@
+"""Stochastic Portfolio Engine: the library every function uses."""

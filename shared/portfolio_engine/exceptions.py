@@ -1,0 +1,103 @@
+"""One hierarchy of errors for the whole engine.
+
+Every error carries a ``hint`` that says how to fix the problem. State machine ``Retry``/``Catch``
+clauses match on the class name (Lambda reports it as ``errorType``), never on message text.
+"""
+
+from __future__ import annotations
+
+
+class PortfolioEngineError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+    default_hint = ""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint if hint is not None else self.default_hint
+        super().__init__(f"{message} Hint: {self.hint}" if self.hint else message)
+
+
+class ConfigurationError(PortfolioEngineError):
+    """A setting is missing or has a value the engine cannot use."""
+
+
+class DataError(PortfolioEngineError):
+    """Market data is missing, malformed or fails validation."""
+
+
+class SchemaError(DataError):
+    """A table does not have the columns or types the engine needs."""
+
+
+class EmptyDataError(DataError):
+    """A source or a lake read returned no rows."""
+
+
+class UnknownSymbolError(DataError):
+    """A source does not know a ticker."""
+
+    default_hint = "Check the ticker's spelling and the source's symbol convention (e.g. '^GSPC', 'BRK-B')."
+
+
+class DataValidationError(DataError):
+    """Data failed validation under the `reject` policy; the report says which checks failed."""
+
+    default_hint = "Run `spe data validate --json` for the report, or choose the `forward_fill` or `quarantine` policy."
+
+
+class DataSourceError(DataError):
+    """A market-data source failed (network, HTTP status, payload)."""
+
+
+class SourceUnavailableError(DataSourceError):
+    """The source timed out, refused the connection, or its circuit breaker is open."""
+
+    default_hint = "Retry later; the engine backs off and opens a circuit breaker after repeated failures."
+
+
+class RateLimitedError(DataSourceError):
+    """The source answered HTTP 429 or a rate-limit note, even after backing off."""
+
+    default_hint = "Lower the request rate (SPE_SOURCE_RATE_PER_MINUTE) or use a key with a higher quota."
+
+
+class MalformedResponseError(DataSourceError):
+    """The source answered, but the payload is not what its API documents."""
+
+
+class AuthenticationError(DataSourceError):
+    """The source rejected the API key or none was configured."""
+
+    default_hint = "Set the key (see README, 'Data sources') or store it in AWS Secrets Manager."
+
+
+class LakeError(PortfolioEngineError):
+    """The Parquet lake could not be read or written."""
+
+
+class StateMachineError(PortfolioEngineError):
+    """A state machine execution failed; ``error`` and ``cause`` come from Step Functions."""
+
+    def __init__(self, message: str, *, error: str = "", cause: str = "", hint: str | None = None) -> None:
+        self.error = error
+        self.cause = cause
+        super().__init__(message, hint=hint)
+
+
+class CircuitOpenError(SourceUnavailableError):
+    """A source's circuit breaker is open: calls fail fast, without a request, until its reset timeout."""
+
+    default_hint = (
+        "The source failed repeatedly; wait for the breaker's reset timeout (ResiliencePolicy.reset_timeout_seconds) "
+        "or switch to another source (e.g. 'bundled')."
+    )
+
+
+class ThrottledError(RateLimitedError):
+    """The engine's own per-source request budget is spent; no request was sent."""
+
+    default_hint = (
+        "Raise requests_per_minute or max_rate_wait_seconds in the source's ResiliencePolicy "
+        "(SPE_SOURCE_RATE_PER_MINUTE), or fetch fewer symbols per run."
+    )

@@ -1,0 +1,58 @@
+"""Settings: the only place that reads the environment.
+
+Every entry point builds one ``Settings`` at start-up and passes what it needs down. Variables use
+the ``SPE_`` prefix (``SPE_LAKE_URI``), except the conventional ``REDIS_URL`` and ``AWS_ENDPOINT_URL``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ValidationMode = Literal["reject", "forward_fill", "quarantine"]
+
+
+class Settings(BaseSettings):
+    """Engine configuration, read once from the environment (and a ``.env`` file if present)."""
+
+    model_config = SettingsConfigDict(env_prefix="SPE_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".spe"), description="Local data directory (lake, run records).")
+    lake_uri: str | None = Field(
+        default=None, description="Lake root: a local folder or s3://bucket/prefix. Default: <data_dir>/lake."
+    )
+    aws_endpoint_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SPE_AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL"),
+        description="Endpoint for every AWS API (moto server, LocalStack); None means AWS itself.",
+    )
+    aws_region: str = Field(
+        default="us-east-1", validation_alias=AliasChoices("SPE_AWS_REGION", "AWS_REGION", "AWS_DEFAULT_REGION")
+    )
+    redis_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SPE_REDIS_URL", "REDIS_URL"),
+        description="Redis for the response cache; in-process cache when unset.",
+    )
+
+    universe: list[str] | None = Field(default=None, description="Symbols of the default run; None: bundled 20.")
+    index_symbol: str = "^GSPC"
+    default_source: str = "bundled"
+    validation_policy: ValidationMode = "forward_fill"
+    max_forward_fill: int = Field(default=5, ge=0)
+
+    alpha_vantage_api_key: SecretStr | None = None
+    alpha_vantage_secret_id: str | None = Field(default=None, description="Secrets Manager id holding the key.")
+    nasdaq_data_link_api_key: SecretStr | None = None
+    nasdaq_data_link_secret_id: str | None = None
+    source_rate_per_minute: int = Field(default=60, ge=1)
+    source_max_attempts: int = Field(default=4, ge=1)
+    source_timeout_seconds: float = Field(default=10.0, gt=0)
+    cache_ttl_seconds: int = Field(default=3600, ge=0)
+
+    def resolved_lake_uri(self) -> str:
+        """The lake root, defaulting to ``<data_dir>/lake`` as an absolute path."""
+        return self.lake_uri or str((self.data_dir / "lake").resolve())
