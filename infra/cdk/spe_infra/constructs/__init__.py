@@ -1,0 +1,15 @@
+"""Reusable constructs of the engine's infrastructure."""
+
+from spe_infra.constructs.engine_function import EngineFunction, QuantImage, handler_for
+from spe_infra.constructs.engine_state_machine import EngineStateMachine, function_arn_placeholder, placeholders
+from spe_infra.constructs.lake_bucket import LakeBucket
+
+__all__ = [
+    "EngineFunction",
+    "EngineStateMachine",
+    "LakeBucket",
+    "QuantImage",
+    "function_arn_placeholder",
+    "handler_for",
+    "placeholders",
+]

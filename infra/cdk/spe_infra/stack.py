@@ -1,0 +1,199 @@
+"""The engine's stack: lake, quant functions, state machines, schedules, secrets, alerts topic."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from spe_infra.config import REPO_ROOT, EngineConfig, ScheduleSettings
+from spe_infra.constructs import EngineFunction, EngineStateMachine, LakeBucket, QuantImage
+from spe_infra.nag import acknowledge
+
+# CloudWatch Logs accepts only these retention periods (days).
+_RETENTION = {
+    1: "ONE_DAY",
+    3: "THREE_DAYS",
+    5: "FIVE_DAYS",
+    7: "ONE_WEEK",
+    14: "TWO_WEEKS",
+    30: "ONE_MONTH",
+    60: "TWO_MONTHS",
+    90: "THREE_MONTHS",
+    120: "FOUR_MONTHS",
+    150: "FIVE_MONTHS",
+    180: "SIX_MONTHS",
+    365: "ONE_YEAR",
+    400: "THIRTEEN_MONTHS",
+    545: "EIGHTEEN_MONTHS",
+    731: "TWO_YEARS",
+    1096: "THREE_YEARS",
+    1827: "FIVE_YEARS",
+    2192: "SIX_YEARS",
+    2557: "SEVEN_YEARS",
+    2922: "EIGHT_YEARS",
+    3288: "NINE_YEARS",
+    3653: "TEN_YEARS",
+}
+
+
+def retention(days: int) -> logs.RetentionDays:
+    """Return the CloudWatch retention enum for ``days``.
+
+    Raises
+    ------
+    ValueError
+        If CloudWatch Logs does not offer that period; the message lists the ones it does.
+    """
+    if days not in _RETENTION:
+        raise ValueError(f"logRetentionDays={days} is not a CloudWatch Logs period; use one of {sorted(_RETENTION)}")
+    return logs.RetentionDays[_RETENTION[days]]
+
+
+def _construct_id(name: str) -> str:
+    """``ingest_prices`` / ``retrain-regime`` -> ``IngestPrices`` / ``RetrainRegime``."""
+    return "".join(part.capitalize() for part in name.replace("-", "_").split("_"))
+
+
+def _event_input(value: Any) -> Any:
+    """Replace ``"$.path"`` strings by EventBridge event fields, recursively."""
+    if isinstance(value, str) and value.startswith("$."):
+        return events.EventField.from_path(value)
+    if isinstance(value, Mapping):
+        return {key: _event_input(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_event_input(item) for item in value]
+    return value
+
+
+class EngineStack(cdk.Stack):
+    """Everything one stage of the engine needs on AWS, built from one ``EngineConfig``."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: EngineConfig, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.config = config
+        # CDK makes each function and state machine depend on its role *and* the role's policy; the
+        # role half is redundant (a GetAtt implies it) and cfn-lint (so `sam validate --lint`) warns.
+        self.template_options.metadata = {"cfn-lint": {"config": {"ignore_checks": ["W3005"]}}}
+        log_retention = retention(config.log_retention_days)
+
+        self.lake = LakeBucket(
+            self,
+            "Lake",
+            prefix=config.lake_prefix,
+            noncurrent_version_days=config.noncurrent_version_days,
+            access_log_days=config.access_log_days,
+        )
+
+        self.secrets: dict[str, tuple[str, secretsmanager.ISecret]] = {}
+        for key in config.secrets:
+            secret = secretsmanager.Secret(
+                self,
+                f"{_construct_id(key)}Secret",
+                secret_name=config.secret_name(key),
+                description=f"{key} API key for market data ingest; set it with put-secret-value after deploy.",
+            )
+            acknowledge(
+                secret,
+                "SMG4",
+                "A third-party market-data API key: it is issued and rotated at the vendor's website, "
+                "so there is no rotation Lambda that could do it; operators put the new value.",
+            )
+            self.secrets[key] = (config.secret_name(key), secret)
+
+        image = QuantImage(directory=str(REPO_ROOT))
+        environment = {
+            "POWERTOOLS_METRICS_NAMESPACE": config.metrics_namespace,
+            "POWERTOOLS_LOG_LEVEL": config.log_level,
+            "SPE_VALIDATION_POLICY": config.validation_policy,
+        }
+        self.functions: dict[str, EngineFunction] = {
+            name: EngineFunction(
+                self,
+                _construct_id(name),
+                name=name,
+                prefix=config.prefix,
+                settings=settings,
+                image=image,
+                lake=self.lake,
+                environment=environment,
+                secrets=self.secrets,
+                log_retention=log_retention,
+            )
+            for name, settings in config.functions.items()
+        }
+
+        self.state_machines: dict[str, EngineStateMachine] = {
+            name: EngineStateMachine(
+                self,
+                f"{_construct_id(name)}StateMachine",
+                name=name,
+                definition_file=REPO_ROOT / "state_machines" / file,
+                prefix=config.prefix,
+                functions={n: f.function for n, f in self.functions.items()},
+                log_retention=log_retention,
+            )
+            for name, file in config.state_machines.items()
+        }
+
+        self.schedules = {s.name: self._schedule(s) for s in config.schedules}
+        self.alerts = self._alerts_topic()
+
+        cdk.CfnOutput(self, "LakeUri", value=self.lake.uri)
+        cdk.CfnOutput(self, "AlertsTopicArn", value=self.alerts.topic_arn)
+        for name, machine in self.state_machines.items():
+            cdk.CfnOutput(self, f"{_construct_id(name)}StateMachineArn", value=machine.state_machine.state_machine_arn)
+
+    def _schedule(self, schedule: ScheduleSettings) -> events.Rule:
+        payload = events.RuleTargetInput.from_object(_event_input(dict(schedule.input)))
+        if schedule.function:
+            target: events.IRuleTarget = targets.LambdaFunction(
+                self.functions[schedule.function].function,
+                event=payload,
+                retry_attempts=2,
+                max_event_age=cdk.Duration.hours(2),
+            )
+        else:
+            assert schedule.state_machine is not None  # ScheduleSettings guarantees exactly one target
+            target = targets.SfnStateMachine(
+                self.state_machines[schedule.state_machine].state_machine,
+                input=payload,
+                retry_attempts=2,
+                max_event_age=cdk.Duration.hours(2),
+            )
+        return events.Rule(
+            self,
+            f"{_construct_id(schedule.name)}Schedule",
+            rule_name=f"{self.config.prefix}-{schedule.name}",
+            description=f"{schedule.expression} (UTC)",
+            schedule=events.Schedule.expression(schedule.expression),
+            enabled=schedule.enabled,
+            targets=[target],
+        )
+
+    def _alerts_topic(self) -> sns.Topic:
+        # A customer managed key, not aws/sns: CloudWatch alarms and EventBridge can only publish to
+        # a topic whose key policy lets them use the key, which AWS managed keys never allow.
+        key = kms.Key(
+            self,
+            "AlertsKey",
+            description="Encrypts the engine's alerts topic",
+            enable_key_rotation=True,
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+        )
+        return sns.Topic(
+            self,
+            "Alerts",
+            topic_name=f"{self.config.prefix}-alerts",
+            display_name="Stochastic Portfolio Engine alerts",
+            master_key=key,
+            enforce_ssl=True,
+        )
