@@ -40,9 +40,11 @@ test-fast: setup-test lint typecheck
 
 lint: setup-test
 	$(BIN)/ruff check shared functions tests benchmarks infra
+	$(BIN)/ruff format --check shared functions tests benchmarks infra
 
 typecheck: setup-test
-	$(BIN)/mypy shared/portfolio_engine functions
+	$(BIN)/mypy shared/portfolio_engine
+	$(BIN)/mypy --explicit-package-bases functions
 
 lock: | $(UV)
 	$(UV) lock

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,16 +24,33 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
-    """A real moto server on 127.0.0.1 (the same way LocalStack is used): yields its endpoint URL."""
-    from moto.server import ThreadedMotoServer
+    """A real moto server on 127.0.0.1 (the same way LocalStack is used): yields its endpoint URL.
 
+    It runs in its own process: the local state machine runner uses moto in-process, and an
+    in-process server would share (and have reset) the same backends.
+    """
     port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/moto-api/", timeout=1):
+                break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"moto server did not start on {url}") from None
+            time.sleep(0.1)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield url
     finally:
-        server.stop()
+        process.terminate()
+        process.wait(timeout=10)
 
 
 @pytest.fixture

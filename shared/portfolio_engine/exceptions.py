@@ -101,3 +101,9 @@ class ThrottledError(RateLimitedError):
         "Raise requests_per_minute or max_rate_wait_seconds in the source's ResiliencePolicy "
         "(SPE_SOURCE_RATE_PER_MINUTE), or fetch fewer symbols per run."
     )
+
+
+class FeatureError(DataError):
+    """Features cannot be computed from the bars given (duplicate keys, bad prices, missing index)."""
+
+    default_hint = "Validate the bars first (`validate_bars`) and check the feature spec's index symbol."

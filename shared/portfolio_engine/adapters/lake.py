@@ -11,7 +11,8 @@ Layout under the lake root::
     reports/<kind>/<id>.json                               validation reports, run summaries
 
 Ingest writes the raw zone; validation reads it and writes the curated zone, so bad data is kept
-for inspection but never used. Hive partitions let a range or universe read prune files (``year``) and push filters into the scan
+for inspection but never used. Hive partitions let a range or universe read prune files (``year``)
+and push filters into the scan
 (``symbol``, ``date``). Writes replace whole partition files: locally through a temporary file and
 an atomic rename, on S3 with one PUT per object, so a reader never sees half a partition.
 """
@@ -74,7 +75,39 @@ class UpsertResult:
         }
 
 
-def filesystem_for(uri: str, *, endpoint_url: str | None = None, region: str = "us-east-1") -> tuple[pafs.FileSystem, str]:
+@dataclass(frozen=True, order=True)
+class Coverage:
+    """What the lake holds of one symbol."""
+
+    symbol: str
+    first_date: date
+    last_date: date
+    rows: int
+
+    def to_dict(self) -> dict[str, str | int]:
+        return {
+            "symbol": self.symbol,
+            "first_date": str(self.first_date),
+            "last_date": str(self.last_date),
+            "rows": self.rows,
+        }
+
+
+def describe(coverage: Sequence[Coverage]) -> dict[str, Any]:
+    """Summary of several symbols' coverage: symbols, overall date range, total rows, and each symbol."""
+    return {
+        "symbols": [c.symbol for c in coverage],
+        "n_symbols": len(coverage),
+        "first_date": str(min(c.first_date for c in coverage)) if coverage else None,
+        "last_date": str(max(c.last_date for c in coverage)) if coverage else None,
+        "rows": sum(c.rows for c in coverage),
+        "per_symbol": [c.to_dict() for c in coverage],
+    }
+
+
+def filesystem_for(
+    uri: str, *, endpoint_url: str | None = None, region: str = "us-east-1"
+) -> tuple[pafs.FileSystem, str]:
     """Return the pyarrow filesystem and the root path inside it for a lake URI.
 
     Raises
@@ -95,7 +128,9 @@ def filesystem_for(uri: str, *, endpoint_url: str | None = None, region: str = "
         local = pafs.LocalFileSystem()
         root = parsed.path if parsed.scheme == "file" else uri
         return local, root.rstrip("/") or "/"
-    raise LakeError(f"Unsupported lake URI scheme '{parsed.scheme}' in {uri!r}.", hint="Use a local folder or s3://bucket/prefix.")
+    raise LakeError(
+        f"Unsupported lake URI scheme '{parsed.scheme}' in {uri!r}.", hint="Use a local folder or s3://bucket/prefix."
+    )
 
 
 class ParquetLake:
@@ -149,7 +184,9 @@ class ParquetLake:
             raise LakeError(f"No object {path} in the lake {self.uri}.", hint="Run `spe data ingest` first.") from exc
         except OSError as exc:
             if "not exist" in str(exc).lower() or "NoSuchKey" in str(exc):
-                raise LakeError(f"No object {path} in the lake {self.uri}.", hint="Run `spe data ingest` first.") from exc
+                raise LakeError(
+                    f"No object {path} in the lake {self.uri}.", hint="Run `spe data ingest` first."
+                ) from exc
             raise LakeError(f"Cannot read {path} from the lake {self.uri}: {exc}", hint=_reach_hint(self.uri)) from exc
 
     def _write_table(self, path: str, table: pa.Table) -> None:
@@ -202,7 +239,9 @@ class ParquetLake:
             path = f"{self._prices_dir(source, zone, interval)}/year={int(year)}/{_PART}"
             if self._exists(path):
                 existing = self._read_table(path).to_pandas()
-                merged = existing.merge(chunk, on=["symbol", "date"], how="outer", suffixes=("_old", ""), indicator=True)
+                merged = existing.merge(
+                    chunk, on=["symbol", "date"], how="outer", suffixes=("_old", ""), indicator=True
+                )
                 is_new = merged["_merge"] == "right_only"
                 both = merged["_merge"] == "both"
                 value_cols = [c for c in BAR_COLUMNS if c not in ("symbol", "date")]
@@ -234,7 +273,13 @@ class ParquetLake:
         if not self._exists(directory):
             return None
         partitioning = ds.partitioning(pa.schema([("year", pa.int32())]), flavor="hive")
-        return ds.dataset(directory, filesystem=self.fs, format="parquet", partitioning=partitioning, schema=BAR_SCHEMA.append(pa.field("year", pa.int32())))
+        return ds.dataset(
+            directory,
+            filesystem=self.fs,
+            format="parquet",
+            partitioning=partitioning,
+            schema=BAR_SCHEMA.append(pa.field("year", pa.int32())),
+        )
 
     def read_bars(
         self,
@@ -273,15 +318,19 @@ class ParquetLake:
         frame["symbol"] = frame["symbol"].astype("string")
         return frame.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
 
-    def inventory(self, source: str, *, zone: Zone = "curated", interval: str = "1d") -> pd.DataFrame:
-        """Per symbol: first date, last date and row count (reads only the symbol and date columns)."""
+    def inventory(self, source: str, *, zone: Zone = "curated", interval: str = "1d") -> list[Coverage]:
+        """Per symbol, sorted: first date, last date and row count (reads only the symbol and date columns)."""
         dataset = self._bars_dataset(source, zone, interval)
         if dataset is None:
-            return pd.DataFrame(columns=["symbol", "first_date", "last_date", "rows"])
+            return []
         table = dataset.to_table(columns=["symbol", "date"])
         grouped = table.group_by("symbol").aggregate([("date", "min"), ("date", "max"), ("date", "count")])
-        frame = grouped.to_pandas().rename(columns={"date_min": "first_date", "date_max": "last_date", "date_count": "rows"})
-        return frame.sort_values("symbol").reset_index(drop=True)[["symbol", "first_date", "last_date", "rows"]]
+        return sorted(
+            Coverage(str(symbol), pd.Timestamp(first).date(), pd.Timestamp(last).date(), int(rows))
+            for symbol, first, last, rows in zip(
+                *(grouped.column(c).to_pylist() for c in ("symbol", "date_min", "date_max", "date_count")), strict=True
+            )
+        )
 
     def sources(self, *, zone: Zone = "curated") -> list[str]:
         """Sources that have prices in a zone of the lake."""
@@ -289,7 +338,9 @@ class ParquetLake:
         if not self._exists(directory):
             return []
         infos = self.fs.get_file_info(pafs.FileSelector(directory))
-        return sorted(i.base_name.split("=", 1)[1] for i in infos if i.type == pafs.FileType.Directory and "=" in i.base_name)
+        return sorted(
+            i.base_name.split("=", 1)[1] for i in infos if i.type == pafs.FileType.Directory and "=" in i.base_name
+        )
 
     # ------------------------------------------------------------------ features
     def write_features(self, features: pd.DataFrame, version: str, spec: dict[str, Any]) -> str:
@@ -317,8 +368,12 @@ class ParquetLake:
         """Read a stored feature set with the same pruning and pushdown as ``read_bars``."""
         directory = self._path("features", f"version={version}")
         if not self._exists(directory):
-            raise EmptyDataError(f"No feature set version {version} in {self.uri}.", hint="Run `spe run` or the BuildFeatures step.")
-        dataset = ds.dataset(directory, filesystem=self.fs, format="parquet", partitioning="hive", exclude_invalid_files=True)
+            raise EmptyDataError(
+                f"No feature set version {version} in {self.uri}.", hint="Run `spe run` or the BuildFeatures step."
+            )
+        dataset = ds.dataset(
+            directory, filesystem=self.fs, format="parquet", partitioning="hive", exclude_invalid_files=True
+        )
         expr = _scan_filter(symbols, start, end)
         cols = None if columns is None else ["date", "symbol", *[c for c in columns if c not in ("date", "symbol")]]
         frame = dataset.to_table(columns=cols, filter=expr).to_pandas()

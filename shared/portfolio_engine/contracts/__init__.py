@@ -10,4 +10,12 @@ from portfolio_engine.contracts.tasks import (
     ValidateOutput,
 )
 
-__all__ = ["FeaturesInput", "FeaturesOutput", "IngestInput", "IngestOutput", "RunRequest", "ValidateInput", "ValidateOutput"]
+__all__ = [
+    "FeaturesInput",
+    "FeaturesOutput",
+    "IngestInput",
+    "IngestOutput",
+    "RunRequest",
+    "ValidateInput",
+    "ValidateOutput",
+]

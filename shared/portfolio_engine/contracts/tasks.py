@@ -60,7 +60,6 @@ class RunRequest(_Contract):
     interval: Interval = "1d"
     validation_policy: ValidationMode | None = Field(default=None, description="None: the configured default.")
 
-
     @model_validator(mode="after")
     def _consistent(self) -> RunRequest:
         if self.start and self.end and self.start > self.end:
@@ -84,7 +83,6 @@ class IngestInput(_Contract):
 
     run_id: RunId = Field(default_factory=_scheduled_run_id)
     request: RunRequest = Field(default_factory=RunRequest)
-
 
 
 class IngestOutput(_Contract):
@@ -114,7 +112,6 @@ class ValidateInput(_Contract):
     validation_policy: ValidationMode | None = None
 
 
-
 class ValidateOutput(_Contract):
     """The validation verdict; the report itself is in the lake at ``report_key``."""
 
@@ -136,7 +133,6 @@ class FeaturesInput(_Contract):
     symbols: Symbols
     interval: Interval = "1d"
     index_symbol: str | None = "^GSPC"
-
 
 
 class FeaturesOutput(_Contract):

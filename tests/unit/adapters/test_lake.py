@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -91,14 +92,13 @@ def test_zones_and_sources_are_kept_apart(lake: ParquetLake) -> None:
 def test_inventory_counts_rows_per_symbol(lake: ParquetLake) -> None:
     lake.write_bars(_bars(["AAA", "BBB"], "2020-01-01", 30), "test", zone="raw")
     inv = lake.inventory("test", zone="raw")
-    assert inv["symbol"].tolist() == ["AAA", "BBB"] and inv["rows"].tolist() == [30, 30]
-    assert inv["first_date"].iloc[0] == pd.Timestamp("2020-01-01")
+    assert [(c.symbol, c.rows) for c in inv] == [("AAA", 30), ("BBB", 30)]
+    assert inv[0].first_date == date(2020, 1, 1) and inv[0].last_date == date(2020, 2, 11)
+    assert lake.inventory("nothing-here") == []
 
 
 def test_features_and_json_documents_round_trip(lake: ParquetLake) -> None:
-    feats = pd.DataFrame(
-        {"date": pd.bdate_range("2020-12-25", periods=10), "symbol": "AAA", "x": np.arange(10.0)}
-    )
+    feats = pd.DataFrame({"date": pd.bdate_range("2020-12-25", periods=10), "symbol": "AAA", "x": np.arange(10.0)})
     key = lake.write_features(feats, "abc123", {"x": 1})
     assert key == "features/version=abc123" and lake.feature_versions() == ["abc123"]
     back = lake.read_features("abc123", start="2021-01-01")

@@ -1,0 +1,132 @@
+"""The real rebalance state machine JSON, executed end to end by the local runner on real data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from portfolio_engine.adapters.lake import ParquetLake
+from portfolio_engine.local.runner import LocalStateMachineRunner
+
+SMALL = ["AAPL", "JPM", "XOM"]
+REFERENCE_TABLES = ["ff3_monthly", "ff_industries_monthly", "treasury_curve", "vix", "spy_total_return", "sectors"]
+
+
+def _run(payload: dict, name: str) -> tuple:
+    events: list[tuple[str, str]] = []
+    runner = LocalStateMachineRunner(listener=lambda e, f, d: events.append((e, f)), wait_scale=0)
+    return runner.run("rebalance", payload, name=name), events
+
+
+def test_default_run_ingests_validates_and_builds_features_on_the_bundled_universe(data_dir: Path) -> None:
+    # When the rebalance machine runs with an empty input (everything defaulted)
+    result, events = _run({}, "run-default")
+    # Then every step ran once, in order, and the execution succeeded
+    assert result.status == "SUCCEEDED", result.cause
+    assert [f for e, f in events if e == "start"] == ["ingest_prices", "validate_prices", "build_features"]
+    out = result.output
+    assert out["run_id"] == "run-default"
+    # the 20 stocks and the index, 1990-01-02 .. 2022-12-28, all new, all cleared by validation
+    assert len(out["ingest"]["symbols"]) == 21 and out["ingest"]["index_symbol"] == "^GSPC"
+    assert out["ingest"]["first_date"] == "1990-01-02" and out["ingest"]["last_date"] == "2022-12-28"
+    assert out["ingest"]["rows_new"] == out["ingest"]["rows_fetched"] > 20 * 8313
+    assert out["validation"]["passed"] and out["validation"]["quarantined"] == []
+    assert sorted(out["validation"]["symbols"]) == sorted(out["ingest"]["symbols"])
+    # and the lake holds the curated prices, the report and the feature set the output points at
+    lake = ParquetLake(str(data_dir / "lake"))
+    stocks = [c for c in lake.inventory("bundled") if c.symbol != "^GSPC"]
+    assert len(stocks) == 20 and {c.rows for c in stocks} == {8313}
+    assert lake.get_json(out["validation"]["report_key"])["run_id"] == "run-default"
+    features = lake.read_features(out["features"]["feature_version"], symbols=["AAPL"])
+    assert len(features) == 8313 and out["features"]["rows"] == 21 * 8313 - _missing_index_days(lake)
+    assert set(lake.feature_versions()) == {out["features"]["feature_version"]}
+    assert sorted(out["ingest"]["reference_tables"]) == sorted(REFERENCE_TABLES)
+    ff3 = lake.read_reference("ff3_monthly")
+    assert list(ff3.columns) == ["Mkt-RF", "SMB", "HML", "RF"] and abs(ff3["Mkt-RF"]).max() < 1  # decimal
+
+
+def _missing_index_days(lake: ParquetLake) -> int:
+    index = next(c for c in lake.inventory("bundled") if c.symbol == "^GSPC")
+    return 8313 - index.rows
+
+
+def test_a_second_run_fetches_nothing_and_leaves_the_lake_unchanged(data_dir: Path) -> None:
+    first, _ = _run({"symbols": SMALL}, "run-1")
+    files_before = {p: p.stat().st_mtime_ns for p in (data_dir / "lake/raw").rglob("*.parquet")}
+    second, _ = _run({"symbols": SMALL}, "run-2")
+    assert first.succeeded and second.succeeded
+    ingest = second.output["ingest"]
+    assert ingest["rows_fetched"] == 0 and ingest["rows_new"] == 0
+    assert sorted(ingest["up_to_date"]) == sorted([*SMALL, "^GSPC"])
+    files_after = {p: p.stat().st_mtime_ns for p in (data_dir / "lake/raw").rglob("*.parquet")}
+    assert files_after == files_before
+    # the same definition on the same data lands in the same feature version
+    assert second.output["features"]["feature_version"] == first.output["features"]["feature_version"]
+
+
+def test_an_unknown_symbol_fails_the_run_at_ingest_with_a_typed_error_and_writes_nothing(data_dir: Path) -> None:
+    result, events = _run({"symbols": ["AAPL", "NOSUCH"]}, "run-unknown")
+    assert result.status == "FAILED" and result.error == "UnknownSymbolError"
+    assert "NOSUCH" in json.loads(result.cause)["errorMessage"]
+    assert [f for e, f in events if e == "start"] == ["ingest_prices"]
+    assert not (data_dir / "lake/raw").exists()
+
+
+def test_a_malformed_request_fails_with_the_parser_error_as_cause(data_dir: Path) -> None:
+    result, _ = _run({"symbols": [], "surprise": 1}, "run-bad-input")
+    assert result.status == "FAILED"
+    assert result.error == "ValidationError"
+    assert "surprise" in result.cause and "Extra inputs are not permitted" in result.cause
+
+
+def _write_prices(path: Path, broken: bool) -> Path:
+    px = pd.read_csv(
+        Path(__file__).resolve().parents[2] / "shared/portfolio_engine/resources/bundled/sp500_dataset.csv.gz",
+        index_col=0,
+        parse_dates=True,
+    )[["AAPL", "KO"]].loc["2019"]
+    if broken:
+        px.iloc[100:120, 1] = -1.0  # 20 days of negative prices for KO: beyond any forward-fill
+    px.index.name = "date"
+    px.to_csv(path)
+    return path
+
+
+@pytest.mark.parametrize("policy", ["reject", "quarantine"])
+def test_bad_user_data_is_never_used_silently(data_dir: Path, tmp_path: Path, policy: str) -> None:
+    file = _write_prices(tmp_path / "prices.csv", broken=True)
+    payload = {
+        "source": "file",
+        "file_uri": str(file),
+        "symbols": ["AAPL", "KO"],
+        "benchmarks": [],
+        "validation_policy": policy,
+    }
+    result, _ = _run(payload, f"run-{policy}")
+    lake = ParquetLake(str(data_dir / "lake"))
+    report = lake.get_json(f"reports/validation/run-{policy}.json")
+    assert any(i["symbol"] == "KO" and i["severity"] == "error" for i in report["issues"])
+    if policy == "reject":
+        assert result.status == "FAILED" and result.error == "DataValidationError"
+        assert lake.sources() == []  # nothing reached the curated zone
+    else:
+        assert result.succeeded, result.cause
+        assert result.output["validation"]["quarantined"] == ["KO"]
+        assert result.output["features"]["symbols"] == ["AAPL"]
+        assert [c.symbol for c in lake.inventory("file")] == ["AAPL"]
+
+
+@pytest.mark.slow
+def test_the_same_run_writes_to_s3_through_moto_server(
+    data_dir: Path, s3_lake_uri: str, aws_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SPE_LAKE_URI", s3_lake_uri)
+    result, _ = _run({"symbols": SMALL}, "run-s3")
+    assert result.succeeded, result.cause
+    lake = ParquetLake(s3_lake_uri, endpoint_url=aws_env)
+    assert sorted(c.symbol for c in lake.inventory("bundled")) == sorted([*SMALL, "^GSPC"])
+    assert lake.read_features(result.output["features"]["feature_version"], symbols=["JPM"]).shape[0] == 8313
+    assert not (data_dir / "lake").exists()

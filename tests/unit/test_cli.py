@@ -1,0 +1,73 @@
+"""The `spe` command: --json output, exit codes and messages, on the real bundled data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from portfolio_engine.cli import app
+
+runner = CliRunner()
+
+
+def _json(args: list[str]) -> tuple[int, dict]:
+    result = runner.invoke(app, args)
+    return result.exit_code, json.loads(result.stdout)
+
+
+def test_run_prints_a_json_summary_and_leaves_lake_features_and_run_record(data_dir: Path) -> None:
+    code, summary = _json(["run", "--symbols", "AAPL,MSFT", "--run-id", "cli-run", "--json"])
+    assert code == 0, summary
+    universe = summary["universe"]
+    assert universe["symbols"] == ["AAPL", "MSFT"] and universe["rows"] == 2 * 8313
+    assert (universe["first_date"], universe["last_date"]) == ("1990-01-02", "2022-12-28")
+    assert summary["benchmarks"] == ["^GSPC"] and summary["validation"]["passed"]
+    assert [s["state"] for s in summary["steps"]] == ["IngestPrices", "ValidatePrices", "BuildFeatures"]
+    assert all(s["status"] == "succeeded" for s in summary["steps"])
+    assert (data_dir / "lake/reports/runs/cli-run.json").exists()
+    assert (data_dir / f"lake/features/version={summary['features']['feature_version']}/_spec.json").exists()
+
+
+def test_data_show_and_validate_report_what_the_lake_holds(data_dir: Path) -> None:
+    assert runner.invoke(app, ["data", "ingest", "--symbols", "KO,PEP", "--start", "2020-01-01"]).exit_code == 0
+    code, raw = _json(["data", "show", "--zone", "raw", "--json"])
+    assert code == 0 and raw["symbols"] == ["KO", "PEP", "^GSPC"] and raw["first_date"] == "2020-01-02"
+    code, report = _json(["data", "validate", "--json"])
+    assert code == 0 and report["passed"] and report["symbols"] == ["KO", "PEP", "^GSPC"]
+    assert report["report"]["n_rows_in"] == raw["rows"]
+    code, curated = _json(["data", "show", "--json"])
+    assert curated["rows"] == raw["rows"] and curated["feature_sets"] == []
+
+
+def test_an_empty_lake_shows_nothing(data_dir: Path) -> None:
+    code, shown = _json(["data", "show", "--json"])
+    assert code == 0 and shown["n_symbols"] == 0 and shown["rows"] == 0
+
+
+def test_a_failed_run_exits_1_with_the_step_error_and_cause(data_dir: Path) -> None:
+    code, error = _json(["run", "--symbols", "AAPL,NOSUCH", "--json"])
+    assert code == 1 and error["error"] == "StateMachineError"
+    assert "UnknownSymbolError" in error["message"] and "NOSUCH" in error["message"]
+
+
+def test_bad_options_exit_1_naming_the_option(data_dir: Path) -> None:
+    code, error = _json(["run", "--policy", "bogus", "--json"])
+    assert code == 1 and error["error"] == "ConfigurationError" and "validation_policy" in error["message"]
+    result = runner.invoke(app, ["data", "show", "--zone", "attic"])
+    assert result.exit_code == 1 and "Unknown zone" in result.stderr
+
+
+def test_ingest_a_user_file_then_run_on_it(data_dir: Path, tmp_path: Path) -> None:
+    file = tmp_path / "mine.csv"
+    pd.DataFrame(
+        {"Date": pd.bdate_range("2021-01-04", periods=300), "Ticker": "ZZZ", "Adj Close": range(100, 400)}
+    ).to_csv(file, index=False)
+    code, ingest = _json(["data", "ingest", "--source", "file", "--file", str(file), "--benchmarks", "", "--json"])
+    assert code == 0 and ingest["rows_new"] == 300 and ingest["symbols"] == ["ZZZ"]
+    code, summary = _json(
+        ["run", "--source", "file", "--file", str(file), "--symbols", "ZZZ", "--benchmarks", "", "--json"]
+    )
+    assert code == 0 and summary["ingest"]["rows_new"] == 0 and summary["universe"]["rows"] == 300
