@@ -166,7 +166,7 @@ def _print_run(summary: dict[str, Any]) -> None:
     u, ingest, val, feat = summary["universe"], summary["ingest"], summary["validation"], summary["features"]
     out.print(f"[bold]Run {summary['run_id']}[/] finished in {summary['seconds']:.2f} s  (lake: {summary['lake']})")
     out.print(
-        f"Universe: {u['n_symbols']} symbols from '{u['source']}', {u['first_date']} .. {u['last_date']}, "
+        f"Universe: {u['n_symbols']} symbols from '{summary['source']}', {u['first_date']} .. {u['last_date']}, "
         f"{u['rows']:,} rows; benchmarks: {', '.join(summary['benchmarks']) or 'none'}"
     )
     out.print(

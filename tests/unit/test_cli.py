@@ -71,3 +71,12 @@ def test_ingest_a_user_file_then_run_on_it(data_dir: Path, tmp_path: Path) -> No
         ["run", "--source", "file", "--file", str(file), "--symbols", "ZZZ", "--benchmarks", "", "--json"]
     )
     assert code == 0 and summary["ingest"]["rows_new"] == 0 and summary["universe"]["rows"] == 300
+
+
+def test_run_and_show_print_readable_summaries(data_dir: Path) -> None:
+    result = runner.invoke(app, ["run", "--symbols", "KO,PEP", "--start", "2022-01-01"])
+    assert result.exit_code == 0, result.stderr
+    assert "Universe: 2 symbols from 'bundled', 2022-01-03 .. 2022-12-28" in result.stdout
+    assert "Validation (forward_fill): passed" in result.stdout and "^GSPC" in result.stdout
+    shown = runner.invoke(app, ["data", "show"])
+    assert shown.exit_code == 0 and "3 symbols" in shown.stdout
