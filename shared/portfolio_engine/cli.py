@@ -183,12 +183,16 @@ def _print_run(summary: dict[str, Any]) -> None:
         f"Features: version {feat['feature_version']}, {feat['rows']:,} rows x {len(feat['columns'])} features, "
         f"{feat['first_date']} .. {feat['last_date']} -> {feat['feature_key']}"
     )
-    table = Table(title="Curated prices per symbol")
+    out.print(_coverage_table(summary["curated"]["per_symbol"], "Curated prices per symbol"))
+
+
+def _coverage_table(per_symbol: list[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title)
     for col in ("symbol", "first date", "last date", "rows"):
         table.add_column(col, justify="right" if col == "rows" else "left")
-    for row in summary["curated"]["per_symbol"]:
+    for row in per_symbol:
         table.add_row(row["symbol"], row["first_date"], row["last_date"], f"{row['rows']:,}")
-    out.print(table)
+    return table
 
 
 @data_app.command("ingest")
@@ -307,12 +311,7 @@ def data_show(
         f"{document['first_date']} .. {document['last_date']}, {document['rows']:,} rows; "
         f"feature sets: {', '.join(document['feature_sets']) or 'none'}"
     )
-    table = Table()
-    for col in ("symbol", "first date", "last date", "rows"):
-        table.add_column(col)
-    for row in document["per_symbol"]:
-        table.add_row(row["symbol"], row["first_date"], row["last_date"], f"{row['rows']:,}")
-    out.print(table)
+    out.print(_coverage_table(document["per_symbol"], f"{zone.capitalize()} prices per symbol"))
 
 
 def _invoke(function: str, event: dict[str, Any], label: str) -> dict[str, Any]:
