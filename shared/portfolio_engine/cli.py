@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +45,8 @@ def _setup(data_dir: Path | None, verbose: bool = False) -> None:
     if data_dir is not None:
         os.environ["SPE_DATA_DIR"] = str(data_dir)
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    # A failed step publishes no metric; powertools warns about that, which says nothing locally.
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "INFO" if verbose else "WARNING")
 
 
@@ -286,7 +289,7 @@ def data_show(
     """Show what the lake holds: universe, date range, row counts, feature sets."""
     _setup(data_dir)
     from portfolio_engine.adapters.factory import build_lake
-    from portfolio_engine.adapters.lake import describe
+    from portfolio_engine.ports import describe
     from portfolio_engine.settings import Settings
 
     with _errors_to_exit(as_json):
@@ -301,7 +304,7 @@ def data_show(
             "zone": zone,
             "sources": lake.sources(zone=zone),  # type: ignore[arg-type]
             **describe(lake.inventory(source, zone=zone)),  # type: ignore[arg-type]
-            "feature_sets": lake.feature_versions(),
+            "feature_sets": lake.feature_sets(),
         }
     if as_json:
         _emit(document, True)

@@ -1,12 +1,68 @@
-"""Ports: the interfaces use cases depend on. Adapters in ``portfolio_engine.adapters`` implement them."""
+"""Ports: the interfaces use cases depend on, and the values they exchange.
+
+Adapters in ``portfolio_engine.adapters`` implement them; use cases receive them as arguments.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date
-from typing import Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import pandas as pd
+
+Zone = Literal["raw", "curated"]
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    """What one write of bars changed in the lake."""
+
+    rows_new: int
+    rows_updated: int
+    rows_unchanged: int
+    partitions_written: int
+    rows_deleted: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "rows_new": self.rows_new,
+            "rows_updated": self.rows_updated,
+            "rows_unchanged": self.rows_unchanged,
+            "rows_deleted": self.rows_deleted,
+            "partitions_written": self.partitions_written,
+        }
+
+
+@dataclass(frozen=True, order=True)
+class Coverage:
+    """What the lake holds of one symbol."""
+
+    symbol: str
+    first_date: date
+    last_date: date
+    rows: int
+
+    def to_dict(self) -> dict[str, str | int]:
+        return {
+            "symbol": self.symbol,
+            "first_date": str(self.first_date),
+            "last_date": str(self.last_date),
+            "rows": self.rows,
+        }
+
+
+def describe(coverage: Sequence[Coverage]) -> dict[str, Any]:
+    """Summary of several symbols' coverage: symbols, overall date range, total rows, and each symbol."""
+    return {
+        "symbols": [c.symbol for c in coverage],
+        "n_symbols": len(coverage),
+        "first_date": str(min(c.first_date for c in coverage)) if coverage else None,
+        "last_date": str(max(c.last_date for c in coverage)) if coverage else None,
+        "rows": sum(c.rows for c in coverage),
+        "per_symbol": [c.to_dict() for c in coverage],
+    }
 
 
 @runtime_checkable
@@ -38,3 +94,52 @@ class ResponseCache(Protocol):
     def get(self, key: str) -> bytes | None: ...
 
     def set(self, key: str, value: bytes, ttl_seconds: int) -> None: ...
+
+
+class Lake(Protocol):
+    """The data lake: bars by zone, feature sets, reference tables and JSON documents."""
+
+    uri: str
+
+    def inventory(self, source: str, *, zone: Zone = "curated", interval: str = "1d") -> list[Coverage]: ...
+
+    def read_bars(
+        self,
+        source: str,
+        symbols: Sequence[str] | None = None,
+        start: date | pd.Timestamp | None = None,
+        end: date | pd.Timestamp | None = None,
+        *,
+        zone: Zone = "curated",
+        interval: str = "1d",
+    ) -> pd.DataFrame: ...
+
+    def write_bars(
+        self, bars: pd.DataFrame, source: str, *, zone: Zone, interval: str = "1d", replace: bool = False
+    ) -> UpsertResult: ...
+
+    def write_features(self, features: pd.DataFrame, key: str, manifest: dict[str, Any]) -> str: ...
+
+    def feature_manifest(self, key: str) -> dict[str, Any] | None: ...
+
+    def read_features(
+        self,
+        key: str,
+        symbols: Sequence[str] | None = None,
+        start: date | pd.Timestamp | None = None,
+        end: date | pd.Timestamp | None = None,
+        columns: Iterable[str] | None = None,
+    ) -> pd.DataFrame: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def write_reference(self, name: str, frame: pd.DataFrame) -> str: ...
+
+    def put_json(self, key: str, document: Any) -> str: ...
+
+    def get_json(self, key: str) -> Any: ...
+
+    def key_uri(self, key: str) -> str: ...
+
+
+ReferenceLoaders = dict[str, Callable[[], pd.DataFrame]]

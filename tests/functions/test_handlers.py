@@ -54,7 +54,7 @@ def test_a_scheduled_ingest_is_idempotent_and_makes_its_own_run_id(data_dir: Pat
     second = _invoke(lambdas, "ingest_prices", _event("ingest_prices_schedule.json"))
     assert first["run_id"].startswith("ingest-") and first["run_id"] != second["run_id"]
     assert first["rows_new"] == 3 * 8313
-    assert (second["rows_fetched"], second["rows_new"], second["rows_updated"]) == (0, 0, 0)
+    assert (second["rows_new"], second["rows_updated"], second["rows_unchanged"]) == (0, 0, second["rows_fetched"])
     assert sorted(second["up_to_date"]) == ["AAPL", "MSFT", "^GSPC"]
 
 

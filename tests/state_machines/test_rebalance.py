@@ -40,9 +40,10 @@ def test_default_run_ingests_validates_and_builds_features_on_the_bundled_univer
     stocks = [c for c in lake.inventory("bundled") if c.symbol != "^GSPC"]
     assert len(stocks) == 20 and {c.rows for c in stocks} == {8313}
     assert lake.get_json(out["validation"]["report_key"])["run_id"] == "run-default"
-    features = lake.read_features(out["features"]["feature_version"], symbols=["AAPL"])
+    key = out["features"]["feature_key"].removeprefix("features/")
+    features = lake.read_features(key, symbols=["AAPL"])
     assert len(features) == 8313 and out["features"]["rows"] == 21 * 8313 - _missing_index_days(lake)
-    assert set(lake.feature_versions()) == {out["features"]["feature_version"]}
+    assert lake.feature_sets() == [key] and out["features"]["index_symbol"] == "^GSPC"
     assert sorted(out["ingest"]["reference_tables"]) == sorted(REFERENCE_TABLES)
     ff3 = lake.read_reference("ff3_monthly")
     assert list(ff3.columns) == ["Mkt-RF", "SMB", "HML", "RF"] and abs(ff3["Mkt-RF"]).max() < 1  # decimal
@@ -59,7 +60,8 @@ def test_a_second_run_fetches_nothing_and_leaves_the_lake_unchanged(data_dir: Pa
     second, _ = _run({"symbols": SMALL}, "run-2")
     assert first.succeeded and second.succeeded
     ingest = second.output["ingest"]
-    assert ingest["rows_fetched"] == 0 and ingest["rows_new"] == 0
+    assert ingest["rows_new"] == ingest["rows_updated"] == 0 and ingest["restated"] == []
+    assert ingest["rows_unchanged"] == ingest["rows_fetched"] == 4 * 5  # the overlap: 5 sessions before the last
     assert sorted(ingest["up_to_date"]) == sorted([*SMALL, "^GSPC"])
     files_after = {p: p.stat().st_mtime_ns for p in (data_dir / "lake/raw").rglob("*.parquet")}
     assert files_after == files_before
@@ -128,5 +130,6 @@ def test_the_same_run_writes_to_s3_through_moto_server(
     assert result.succeeded, result.cause
     lake = ParquetLake(s3_lake_uri, endpoint_url=aws_env)
     assert sorted(c.symbol for c in lake.inventory("bundled")) == sorted([*SMALL, "^GSPC"])
-    assert lake.read_features(result.output["features"]["feature_version"], symbols=["JPM"]).shape[0] == 8313
+    key = result.output["features"]["feature_key"].removeprefix("features/")
+    assert lake.read_features(key, symbols=["JPM"]).shape[0] == 8313
     assert not (data_dir / "lake").exists()

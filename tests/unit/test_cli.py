@@ -28,7 +28,7 @@ def test_run_prints_a_json_summary_and_leaves_lake_features_and_run_record(data_
     assert [s["state"] for s in summary["steps"]] == ["IngestPrices", "ValidatePrices", "BuildFeatures"]
     assert all(s["status"] == "succeeded" for s in summary["steps"])
     assert (data_dir / "lake/reports/runs/cli-run.json").exists()
-    assert (data_dir / f"lake/features/version={summary['features']['feature_version']}/_spec.json").exists()
+    assert (data_dir / "lake" / summary["features"]["feature_key"] / "_manifest.json").exists()
 
 
 def test_data_show_and_validate_report_what_the_lake_holds(data_dir: Path) -> None:

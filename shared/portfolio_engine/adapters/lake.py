@@ -5,8 +5,8 @@ Layout under the lake root::
     raw/prices/source=<source>/year=<YYYY>/part-0.parquet      daily bars as the source gave them
     curated/prices/source=<source>/year=<YYYY>/part-0.parquet  daily bars that passed validation (what is used)
     <zone>/prices_<interval>/source=...                        intraday bars (``prices_5m``), same layout
-    features/version=<hash>/year=<YYYY>/part-0.parquet     a feature set, one folder per definition
-    features/version=<hash>/_spec.json                     the definition that produced it
+    features/version=<spec>/dataset=<data>/year=<YYYY>/... a feature set: definition x (source, interval, universe)
+    features/version=<spec>/dataset=<data>/_manifest.json  written last: the set is complete and what it holds
     reference/<name>.parquet                               reference tables (factors, yield curve)
     reports/<kind>/<id>.json                               validation reports, run summaries
 
@@ -23,9 +23,8 @@ import json
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import date
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlparse
 
 import pandas as pd
@@ -35,8 +34,9 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from portfolio_engine.data.schema import BAR_COLUMNS, conform_bars, empty_bars
+from portfolio_engine.data.schema import BAR_COLUMNS, conform_bars
 from portfolio_engine.exceptions import EmptyDataError, LakeError
+from portfolio_engine.ports import Coverage, UpsertResult, Zone
 
 logger = logging.getLogger(__name__)
 
@@ -53,56 +53,8 @@ BAR_SCHEMA = pa.schema(
     ]
 )
 _PART = "part-0.parquet"
-Zone = Literal["raw", "curated"]
+_MANIFEST = "_manifest.json"
 ZONES: tuple[str, ...] = ("raw", "curated")
-
-
-@dataclass(frozen=True)
-class UpsertResult:
-    """What one write of bars changed in the lake."""
-
-    rows_new: int
-    rows_updated: int
-    rows_unchanged: int
-    partitions_written: int
-
-    def to_dict(self) -> dict[str, int]:
-        return {
-            "rows_new": self.rows_new,
-            "rows_updated": self.rows_updated,
-            "rows_unchanged": self.rows_unchanged,
-            "partitions_written": self.partitions_written,
-        }
-
-
-@dataclass(frozen=True, order=True)
-class Coverage:
-    """What the lake holds of one symbol."""
-
-    symbol: str
-    first_date: date
-    last_date: date
-    rows: int
-
-    def to_dict(self) -> dict[str, str | int]:
-        return {
-            "symbol": self.symbol,
-            "first_date": str(self.first_date),
-            "last_date": str(self.last_date),
-            "rows": self.rows,
-        }
-
-
-def describe(coverage: Sequence[Coverage]) -> dict[str, Any]:
-    """Summary of several symbols' coverage: symbols, overall date range, total rows, and each symbol."""
-    return {
-        "symbols": [c.symbol for c in coverage],
-        "n_symbols": len(coverage),
-        "first_date": str(min(c.first_date for c in coverage)) if coverage else None,
-        "last_date": str(max(c.last_date for c in coverage)) if coverage else None,
-        "rows": sum(c.rows for c in coverage),
-        "per_symbol": [c.to_dict() for c in coverage],
-    }
 
 
 def filesystem_for(
@@ -166,7 +118,9 @@ class ParquetLake:
             parent = path.rsplit("/", 1)[0]
             self.fs.create_dir(parent, recursive=True)
             if self._local:
-                tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+                # A leading dot keeps a crash's leftover out of every dataset scan (pyarrow skips it).
+                name = path.rsplit("/", 1)[1]
+                tmp = f"{parent}/.{name}.tmp-{uuid.uuid4().hex}"
                 with self.fs.open_output_stream(tmp) as out:
                     out.write(payload)
                 self.fs.move(tmp, path)
@@ -221,52 +175,52 @@ class ParquetLake:
         dataset = "prices" if interval == "1d" else f"prices_{interval}"
         return self._path(zone, dataset, f"source={source}")
 
-    def write_bars(self, bars: pd.DataFrame, source: str, *, zone: Zone, interval: str = "1d") -> UpsertResult:
-        """Upsert canonical bars for one source: new (symbol, date) rows are added, existing ones replaced.
+    def write_bars(
+        self, bars: pd.DataFrame, source: str, *, zone: Zone, interval: str = "1d", replace: bool = False
+    ) -> UpsertResult:
+        """Write canonical bars for one source.
 
-        Writing the same bars twice changes nothing (the second result counts them all as unchanged).
+        By default an upsert: new (symbol, date) rows are added and existing ones replaced; writing
+        the same bars twice changes nothing (the second result counts them all as unchanged). With
+        ``replace=True`` the bars are the complete history of their symbols: rows of those symbols
+        that the write does not contain are deleted (validation writes the curated zone this way).
+
+        Raises
+        ------
+        LakeError
+            On duplicate (symbol, date) rows in the write, or when the lake cannot be written.
         """
         bars = conform_bars(bars)
-        if bars.empty:
-            return UpsertResult(0, 0, 0, 0)
         if bars.duplicated(["symbol", "date"]).any():
             raise LakeError(
                 f"{int(bars.duplicated(['symbol', 'date']).sum())} duplicate (symbol, date) rows in the write.",
                 hint="Validate the bars (duplicates are an error) before writing them.",
             )
-        new_rows = updated = unchanged = written = 0
-        for year, chunk in bars.groupby(bars["date"].dt.year, sort=True):
-            path = f"{self._prices_dir(source, zone, interval)}/year={int(year)}/{_PART}"
-            if self._exists(path):
-                existing = self._read_table(path).to_pandas()
-                merged = existing.merge(
-                    chunk, on=["symbol", "date"], how="outer", suffixes=("_old", ""), indicator=True
-                )
-                is_new = merged["_merge"] == "right_only"
-                both = merged["_merge"] == "both"
-                value_cols = [c for c in BAR_COLUMNS if c not in ("symbol", "date")]
-                same = pd.Series(True, index=merged.index)
-                for col in value_cols:
-                    a, b = merged[col], merged[f"{col}_old"]
-                    same &= (a == b) | (a.isna() & b.isna())
-                new_rows += int(is_new.sum())
-                updated += int((both & ~same).sum())
-                unchanged += int((both & same).sum())
-                if not (is_new.any() or (both & ~same).any()):
-                    continue
-                keep_old = merged["_merge"] == "left_only"
-                for col in value_cols:
-                    merged.loc[keep_old, col] = merged.loc[keep_old, f"{col}_old"]
-                out = merged[list(BAR_COLUMNS)]
-            else:
-                new_rows += len(chunk)
-                out = chunk
-            out = out.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
+        directory = self._prices_dir(source, zone, interval)
+        chunks = {int(year): chunk for year, chunk in bars.groupby(bars["date"].dt.year, sort=True)}
+        years = set(chunks) | (set(self._partition_years(directory)) if replace else set())
+        symbols = set(bars["symbol"].astype(str))
+        counts = dict.fromkeys(("new", "updated", "unchanged", "deleted", "written"), 0)
+        for year in sorted(years):
+            path = f"{directory}/year={year}/{_PART}"
+            chunk = chunks.get(year, bars.iloc[:0])
+            existing = self._read_table(path).to_pandas() if self._exists(path) else None
+            out = _merge_partition(existing, chunk, symbols if replace else set(), counts)
+            if out is None:
+                continue
             self._write_table(path, pa.Table.from_pandas(out, schema=BAR_SCHEMA, preserve_index=False))
-            written += 1
-        result = UpsertResult(new_rows, updated, unchanged, written)
-        logger.info("lake upsert", extra={"source": source, "zone": zone, **result.to_dict()})
+            counts["written"] += 1
+        result = UpsertResult(
+            counts["new"], counts["updated"], counts["unchanged"], counts["written"], rows_deleted=counts["deleted"]
+        )
+        logger.info("lake write", extra={"source": source, "zone": zone, **result.to_dict()})
         return result
+
+    def _partition_years(self, directory: str) -> list[int]:
+        if not self._exists(directory):
+            return []
+        infos = self.fs.get_file_info(pafs.FileSelector(directory))
+        return [int(i.base_name.split("=", 1)[1]) for i in infos if i.base_name.startswith("year=")]
 
     def _bars_dataset(self, source: str, zone: Zone, interval: str) -> ds.Dataset | None:
         directory = self._prices_dir(source, zone, interval)
@@ -343,50 +297,70 @@ class ParquetLake:
         )
 
     # ------------------------------------------------------------------ features
-    def write_features(self, features: pd.DataFrame, version: str, spec: dict[str, Any]) -> str:
-        """Write a whole feature set under its version (replacing any earlier copy) and return its key."""
-        base = ("features", f"version={version}")
-        directory = self._path(*base)
+    def write_features(self, features: pd.DataFrame, key: str, manifest: dict[str, Any]) -> str:
+        """Write a whole feature set at ``key`` (under ``features/``), replacing any earlier copy.
+
+        The manifest is removed first and written last: a reader that finds it finds a complete set.
+        """
+        base = f"features/{key}"
+        directory = self._path(base)
         if self._exists(directory):
+            if self.exists(f"{base}/{_MANIFEST}"):
+                self.fs.delete_file(self._path(base, _MANIFEST))
             self.fs.delete_dir_contents(directory, missing_dir_ok=True)
         frame = features.copy()
         frame["symbol"] = frame["symbol"].astype(str)
         for year, chunk in frame.groupby(frame["date"].dt.year, sort=True):
             table = pa.Table.from_pandas(chunk.reset_index(drop=True), preserve_index=False)
-            self._write_table(self._path(*base, f"year={int(year)}", _PART), table)
-        self.put_json("/".join([*base, "_spec.json"]), {"version": version, "spec": spec, "rows": len(frame)})
-        return "/".join(base)
+            self._write_table(self._path(base, f"year={int(year)}", _PART), table)
+        self.put_json(f"{base}/{_MANIFEST}", manifest)
+        return base
+
+    def feature_manifest(self, key: str) -> dict[str, Any] | None:
+        """The manifest of the complete feature set at ``key``, or None if there is none."""
+        path = f"features/{key}/{_MANIFEST}"
+        return self.get_json(path) if self.exists(path) else None
 
     def read_features(
         self,
-        version: str,
+        key: str,
         symbols: Sequence[str] | None = None,
         start: date | pd.Timestamp | None = None,
         end: date | pd.Timestamp | None = None,
         columns: Iterable[str] | None = None,
     ) -> pd.DataFrame:
-        """Read a stored feature set with the same pruning and pushdown as ``read_bars``."""
-        directory = self._path("features", f"version={version}")
-        if not self._exists(directory):
+        """Read a stored feature set with the same pruning and pushdown as ``read_bars``.
+
+        Raises
+        ------
+        EmptyDataError
+            If there is no complete feature set at ``key`` (no manifest: missing or being written).
+        """
+        if self.feature_manifest(key) is None:
             raise EmptyDataError(
-                f"No feature set version {version} in {self.uri}.", hint="Run `spe run` or the BuildFeatures step."
+                f"No complete feature set at features/{key} in {self.uri}.",
+                hint="Run `spe run` (BuildFeatures) first; `spe data show` lists the stored sets.",
             )
+        partitioning = ds.partitioning(pa.schema([("year", pa.int32())]), flavor="hive")
         dataset = ds.dataset(
-            directory, filesystem=self.fs, format="parquet", partitioning="hive", exclude_invalid_files=True
+            self._path("features", key), filesystem=self.fs, format="parquet", partitioning=partitioning
         )
-        expr = _scan_filter(symbols, start, end)
         cols = None if columns is None else ["date", "symbol", *[c for c in columns if c not in ("date", "symbol")]]
-        frame = dataset.to_table(columns=cols, filter=expr).to_pandas()
+        frame = dataset.to_table(columns=cols, filter=_scan_filter(symbols, start, end)).to_pandas()
         if "year" in frame.columns:
             frame = frame.drop(columns="year")
         return frame.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
 
-    def feature_versions(self) -> list[str]:
-        directory = self._path("features")
-        if not self._exists(directory):
+    def feature_sets(self) -> list[str]:
+        """Keys of the complete feature sets in the lake (``version=<v>/dataset=<d>``)."""
+        root = self._path("features")
+        if not self._exists(root):
             return []
-        infos = self.fs.get_file_info(pafs.FileSelector(directory))
-        return sorted(i.base_name.split("=", 1)[1] for i in infos if i.base_name.startswith("version="))
+        selector = pafs.FileSelector(root, recursive=True)
+        suffix = f"/{_MANIFEST}"
+        return sorted(
+            i.path[len(root) + 1 : -len(suffix)] for i in self.fs.get_file_info(selector) if i.path.endswith(suffix)
+        )
 
     # ------------------------------------------------------------------ reference tables
     def write_reference(self, name: str, frame: pd.DataFrame) -> str:
@@ -397,6 +371,37 @@ class ParquetLake:
 
     def read_reference(self, name: str) -> pd.DataFrame:
         return self._read_table(self._path(f"reference/{name}.parquet")).to_pandas()
+
+
+def _merge_partition(
+    existing: pd.DataFrame | None, chunk: pd.DataFrame, replaced: set[str], counts: dict[str, int]
+) -> pd.DataFrame | None:
+    """Merge new bars into one partition's rows; None when the partition would not change.
+
+    Rows of ``replaced`` symbols absent from ``chunk`` are deleted; ``counts`` is updated in place.
+    """
+    if existing is None:
+        counts["new"] += len(chunk)
+        return chunk.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True) if len(chunk) else None
+    merged = existing.merge(chunk, on=["symbol", "date"], how="outer", suffixes=("_old", ""), indicator=True)
+    value_cols = [c for c in BAR_COLUMNS if c not in ("symbol", "date")]
+    same = pd.Series(True, index=merged.index)
+    for col in value_cols:
+        a, b = merged[col], merged[f"{col}_old"]
+        same &= (a == b) | (a.isna() & b.isna())
+    is_new, both, old_only = (merged["_merge"] == k for k in ("right_only", "both", "left_only"))
+    dropped = old_only & merged["symbol"].astype(str).isin(replaced)
+    counts["new"] += int(is_new.sum())
+    counts["updated"] += int((both & ~same).sum())
+    counts["unchanged"] += int((both & same).sum())
+    counts["deleted"] += int(dropped.sum())
+    if not (is_new.any() or (both & ~same).any() or dropped.any()):
+        return None
+    keep = old_only & ~dropped
+    for col in value_cols:
+        merged.loc[keep, col] = merged.loc[keep, f"{col}_old"]
+    out = merged.loc[~dropped, list(BAR_COLUMNS)]
+    return out.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
 
 
 def _scan_filter(
@@ -410,16 +415,14 @@ def _scan_filter(
         ts = pd.Timestamp(start)
         terms += [pc.field("year") >= ts.year, pc.field("date") >= pa.scalar(ts.to_pydatetime(), pa.timestamp("ns"))]
     if end is not None:
-        te = pd.Timestamp(end)
-        terms += [pc.field("year") <= te.year, pc.field("date") <= pa.scalar(te.to_pydatetime(), pa.timestamp("ns"))]
+        # ``end`` is a day: every bar of that day is in, intraday ones included.
+        te = pd.Timestamp(end).normalize()
+        after = (te + pd.Timedelta(days=1)).to_pydatetime()
+        terms += [pc.field("year") <= te.year, pc.field("date") < pa.scalar(after, pa.timestamp("ns"))]
     expr = None
     for term in terms:
         expr = term if expr is None else expr & term
     return expr
-
-
-def empty_bar_table() -> pa.Table:
-    return pa.Table.from_pandas(empty_bars(), schema=BAR_SCHEMA, preserve_index=False)
 
 
 def _reach_hint(uri: str) -> str:

@@ -100,7 +100,8 @@ class IngestOutput(_Contract):
     rows_unchanged: int
     first_date: date | None
     last_date: date | None
-    up_to_date: list[str] = Field(default_factory=list, description="Symbols that had nothing new.")
+    up_to_date: list[str] = Field(default_factory=list, description="Symbols that had no bar newer than the lake's.")
+    restated: list[str] = Field(default_factory=list, description="Symbols whose history the source restated.")
     reference_tables: list[str] = Field(default_factory=list)
 
 
@@ -142,6 +143,7 @@ class FeaturesOutput(_Contract):
     feature_version: str
     feature_key: str
     symbols: list[str]
+    index_symbol: str | None = Field(description="None when the index was not among the validated symbols.")
     columns: list[str]
     rows: int
     first_date: date

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from portfolio_engine.adapters.lake import ParquetLake, describe
+from portfolio_engine.ports import Lake, describe
 
 
-def summarize_run(
-    output: dict[str, Any], lake: ParquetLake, *, seconds: float, steps: list[dict[str, Any]]
-) -> dict[str, Any]:
+def summarize_run(output: dict[str, Any], lake: Lake, *, seconds: float, steps: list[dict[str, Any]]) -> dict[str, Any]:
     """Combine the state machine's output with what the lake now holds for the run's universe."""
     ingest, validation, features = output["ingest"], output["validation"], output["features"]
     cleared = set(validation["symbols"])

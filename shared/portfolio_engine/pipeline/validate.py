@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import logging
 
-from portfolio_engine.adapters.lake import ParquetLake
 from portfolio_engine.contracts import ValidateInput, ValidateOutput
 from portfolio_engine.data.validation import ValidationPolicy, validate_bars
 from portfolio_engine.exceptions import DataValidationError
+from portfolio_engine.ports import Lake
 
 logger = logging.getLogger(__name__)
 
 
-def validate_prices(task: ValidateInput, *, lake: ParquetLake, policy: ValidationPolicy) -> ValidateOutput:
+def validate_prices(task: ValidateInput, *, lake: Lake, policy: ValidationPolicy) -> ValidateOutput:
     """Validate the run's raw bars, store the report, and write what passed to the curated zone.
 
     The report is written whatever the verdict, so a rejected run can be inspected.
@@ -39,7 +39,8 @@ def validate_prices(task: ValidateInput, *, lake: ParquetLake, policy: Validatio
         ) from exc
     report = result.report
     lake.put_json(report_key, {"run_id": task.run_id, "source": task.source, **report.to_dict()})
-    lake.write_bars(result.bars, task.source, zone="curated", interval=task.interval)
+    # The run validated the symbols' whole raw history: their curated history becomes exactly what passed.
+    lake.write_bars(result.bars, task.source, zone="curated", interval=task.interval, replace=True)
     cleared = sorted(set(result.bars["symbol"].astype(str)))
     logger.info(
         "validated", extra={"run_id": task.run_id, "errors": report.n_errors, "quarantined": report.quarantined}

@@ -97,13 +97,57 @@ def test_inventory_counts_rows_per_symbol(lake: ParquetLake) -> None:
     assert lake.inventory("nothing-here") == []
 
 
-def test_features_and_json_documents_round_trip(lake: ParquetLake) -> None:
+def test_features_round_trip_behind_their_manifest(lake: ParquetLake) -> None:
     feats = pd.DataFrame({"date": pd.bdate_range("2020-12-25", periods=10), "symbol": "AAA", "x": np.arange(10.0)})
-    key = lake.write_features(feats, "abc123", {"x": 1})
-    assert key == "features/version=abc123" and lake.feature_versions() == ["abc123"]
-    back = lake.read_features("abc123", start="2021-01-01")
+    key = "version=abc/dataset=def"
+    assert lake.write_features(feats, key, {"rows": 10}) == f"features/{key}"
+    assert lake.feature_sets() == [key] and lake.feature_manifest(key) == {"rows": 10}
+    back = lake.read_features(key, start="2021-01-01")
     assert back["x"].tolist() == feats.loc[feats.date >= "2021-01-01", "x"].tolist()
-    assert lake.get_json("features/version=abc123/_spec.json")["spec"] == {"x": 1}
+    # Rewriting replaces the whole set: no partition of the old one survives
+    lake.write_features(feats.iloc[5:], key, {"rows": 5})
+    assert len(lake.read_features(key)) == 5
+
+
+def test_a_feature_set_without_its_manifest_is_not_read(lake: ParquetLake) -> None:
+    feats = pd.DataFrame({"date": pd.bdate_range("2021-01-04", periods=3), "symbol": "AAA", "x": 1.0})
+    lake.write_features(feats, "version=a/dataset=b", {"rows": 3})
+    lake.fs.delete_file(f"{lake.root}/features/version=a/dataset=b/_manifest.json")  # as if a writer died
+    assert lake.feature_sets() == []
+    with pytest.raises(EmptyDataError, match="No complete feature set"):
+        lake.read_features("version=a/dataset=b")
+
+
+def test_replace_makes_the_write_the_whole_history_of_its_symbols(lake: ParquetLake) -> None:
+    # Given two symbols over three years
+    bars = _bars(["AAA", "BBB"], "2019-12-20", 300)
+    lake.write_bars(bars, "test", zone="curated")
+    # When AAA is written again with replace=True, without its first year and one later bar
+    kept = bars[(bars.symbol == "AAA") & (bars.date >= "2020-01-01")].drop(index=bars.index[200])
+    result = lake.write_bars(kept, "test", zone="curated", replace=True)
+    # Then AAA's other rows are gone, in every partition, and BBB is untouched
+    back = lake.read_bars("test")
+    pd.testing.assert_frame_equal(
+        back[back.symbol == "AAA"].reset_index(drop=True), kept.reset_index(drop=True), check_dtype=False
+    )
+    assert (back.symbol == "BBB").sum() == 300
+    assert result.rows_deleted == 300 - len(kept) and result.rows_new == 0
+
+
+def test_a_crashed_write_leaves_nothing_a_scan_reads(tmp_path: Path) -> None:
+    lake = ParquetLake(str(tmp_path / "lake"))
+    bars = _bars(["AAA"], "2020-01-01", 10)
+    lake.write_bars(bars, "test", zone="raw")
+    partition = tmp_path / "lake/raw/prices/source=test/year=2020"
+    (partition / ".part-0.parquet.tmp-dead").write_bytes((partition / "part-0.parquet").read_bytes())
+    assert len(lake.read_bars("test", zone="raw")) == 10
+
+
+def test_an_end_day_includes_its_intraday_bars(lake: ParquetLake) -> None:
+    stamps = pd.date_range("2020-01-02 14:30", periods=4, freq="1h")
+    bars = conform_bars(pd.DataFrame({"date": stamps, "symbol": "AAA", "close": [1.0, 2.0, 3.0, 4.0]}))
+    lake.write_bars(bars, "test", zone="raw", interval="1h")
+    assert len(lake.read_bars("test", end=date(2020, 1, 2), zone="raw", interval="1h")) == 4
 
 
 def test_duplicate_rows_in_one_write_are_refused(lake: ParquetLake) -> None:
@@ -117,11 +161,12 @@ def test_a_range_read_prunes_year_partitions(tmp_path: Path) -> None:
     lake = ParquetLake(str(tmp_path / "lake"))
     lake.write_bars(_bars(["AAA"], "2010-01-01", 2600), "test", zone="raw")
     dataset = ds.dataset(str(tmp_path / "lake/raw/prices/source=test"), partitioning="hive", format="parquet")
-    # Then a one-year filter touches one fragment of the ten
+    # Then the lake's scan filter for a one-year range touches one fragment of the ten
     from portfolio_engine.adapters.lake import _scan_filter
 
     fragments = list(dataset.get_fragments(filter=_scan_filter(None, "2015-02-01", "2015-03-01")))
     assert len(list(dataset.get_fragments())) >= 10 and len(fragments) == 1
+    assert len(lake.read_bars("test", start="2015-02-01", end="2015-03-01", zone="raw")) == 20
 
 
 def test_an_unreachable_bucket_gives_a_lake_error(aws_env: str) -> None:
