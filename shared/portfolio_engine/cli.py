@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from portfolio_engine.exceptions import PortfolioEngineError
+from portfolio_engine.exceptions import PortfolioEngineError, StateMachineError
 
 app = typer.Typer(help="Stochastic Portfolio Engine.", no_args_is_help=True, pretty_exceptions_enable=False)
 data_app = typer.Typer(help="Market data: ingest, validate, show.", no_args_is_help=True)
@@ -30,7 +30,10 @@ app.add_typer(data_app, name="data")
 out = Console()
 err = Console(stderr=True)
 
-BenchmarksOpt = Annotated[str, typer.Option(help="Comma-separated benchmarks; the first is the index for beta.")]
+BenchmarksOpt = Annotated[
+    Optional[str],
+    typer.Option(help="Comma-separated benchmarks, the first the index for beta (default ^GSPC; none for a file)."),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
 DataDirOpt = Annotated[
     Optional[Path], typer.Option("--data-dir", help="Local data directory (default .spe, or SPE_DATA_DIR).")
@@ -54,6 +57,10 @@ def _symbols(value: str | None) -> list[str] | None:
     return [s.strip() for s in value.split(",") if s.strip()] if value else None
 
 
+def _benchmarks(value: str | None) -> list[str] | None:
+    return None if value is None else (_symbols(value) or [])
+
+
 def _emit(document: Any, as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
@@ -65,10 +72,12 @@ def _errors_to_exit(as_json: bool) -> Iterator[None]:
     try:
         yield
     except PortfolioEngineError as exc:
+        # A failed step reports the step's own error name (UnknownSymbolError, DataValidationError, ...).
+        kind = exc.error if isinstance(exc, StateMachineError) and exc.error else type(exc).__name__
         if as_json:
-            _emit({"error": type(exc).__name__, "message": exc.message, "hint": exc.hint}, True)
+            _emit({"error": kind, "message": exc.message, "hint": exc.hint}, True)
         else:
-            err.print(f"[bold red]{type(exc).__name__}[/]: {escape(exc.message)}")
+            err.print(f"[bold red]{kind}[/]: {escape(exc.message)}")
             if exc.hint:
                 err.print(f"[yellow]Hint[/]: {escape(exc.hint)}")
         raise typer.Exit(1) from None
@@ -97,7 +106,7 @@ def _progress() -> Progress:
 def run(
     source: SourceOpt = "bundled",
     symbols: SymbolsOpt = None,
-    benchmarks: BenchmarksOpt = "^GSPC",
+    benchmarks: BenchmarksOpt = None,
     start: Annotated[Optional[datetime], typer.Option(formats=["%Y-%m-%d"])] = None,
     end: Annotated[Optional[datetime], typer.Option(formats=["%Y-%m-%d"])] = None,
     file: Annotated[Optional[str], typer.Option(help="CSV/Parquet for --source file.")] = None,
@@ -120,7 +129,7 @@ def run(
             RunRequest,
             source=source,
             symbols=_symbols(symbols),
-            benchmarks=_symbols(benchmarks) or [],
+            benchmarks=_benchmarks(benchmarks),
             start=start,
             end=end,
             file_uri=file,
@@ -202,7 +211,7 @@ def _coverage_table(per_symbol: list[dict[str, Any]], title: str) -> Table:
 def data_ingest(
     source: SourceOpt = "bundled",
     symbols: SymbolsOpt = None,
-    benchmarks: BenchmarksOpt = "^GSPC",
+    benchmarks: BenchmarksOpt = None,
     start: Annotated[Optional[datetime], typer.Option(formats=["%Y-%m-%d"])] = None,
     end: Annotated[Optional[datetime], typer.Option(formats=["%Y-%m-%d"])] = None,
     interval: Annotated[str, typer.Option(help="1d, or intraday 1h/30m/15m/5m/1m (Yahoo).")] = "1d",
@@ -219,7 +228,7 @@ def data_ingest(
             RunRequest,
             source=source,
             symbols=_symbols(symbols),
-            benchmarks=_symbols(benchmarks) or [],
+            benchmarks=_benchmarks(benchmarks),
             start=start,
             end=end,
             interval=interval,
@@ -319,21 +328,15 @@ def data_show(
 
 def _invoke(function: str, event: dict[str, Any], label: str) -> dict[str, Any]:
     """Invoke one handler in-process, as Lambda would, and turn a Lambda error into a typed error."""
-    from portfolio_engine.exceptions import StateMachineError
-    from portfolio_engine.local.runner import InProcessLambda
+    from portfolio_engine.local.runner import InProcessLambda, step_error
 
     with _progress() as progress, _handler_output_to_stderr():
         progress.add_task(label, total=None)
         payload, function_error = InProcessLambda().invoke(function, event)
-    body = json.loads(payload)
     if function_error:
-        raise StateMachineError(
-            f"{function} failed: {body['errorType']}: {body['errorMessage']}",
-            error=body["errorType"],
-            cause=body["errorMessage"],
-            hint="",
-        )
-    return body
+        body = json.loads(payload)
+        raise step_error(body["errorType"], payload.decode(), f"{function} failed")
+    return json.loads(payload)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -133,3 +133,26 @@ def test_the_same_run_writes_to_s3_through_moto_server(
     key = result.output["features"]["feature_key"].removeprefix("features/")
     assert lake.read_features(key, symbols=["JPM"]).shape[0] == 8313
     assert not (data_dir / "lake").exists()
+
+
+def test_every_engine_error_a_task_retries_on_exists_under_that_name() -> None:
+    # Step Functions matches error names exactly: a typo or a renamed class would silently never retry.
+    from portfolio_engine import exceptions
+
+    definition = json.loads((Path(__file__).resolve().parents[2] / "state_machines/rebalance.asl.json").read_text())
+    names = {
+        name
+        for state in definition["States"].values()
+        for retrier in state.get("Retry", [])
+        for name in retrier["ErrorEquals"]
+        if not name.startswith(("Lambda.", "States."))
+    }
+    assert names == {"SourceUnavailableError", "RateLimitedError", "CircuitOpenError", "ThrottledError"}
+    for name in names:
+        assert issubclass(getattr(exceptions, name), exceptions.DataSourceError)
+    # and every transient error class, subclasses included, is retried
+    transient = [exceptions.SourceUnavailableError, exceptions.RateLimitedError]
+    while transient:
+        cls = transient.pop()
+        assert cls.__name__ in names
+        transient.extend(cls.__subclasses__())

@@ -49,8 +49,9 @@ def test_an_empty_lake_shows_nothing(data_dir: Path) -> None:
 
 def test_a_failed_run_exits_1_with_the_step_error_and_cause(data_dir: Path) -> None:
     code, error = _json(["run", "--symbols", "AAPL,NOSUCH", "--json"])
-    assert code == 1 and error["error"] == "StateMachineError"
-    assert "UnknownSymbolError" in error["message"] and "NOSUCH" in error["message"]
+    assert code == 1 and error["error"] == "UnknownSymbolError"
+    assert "NOSUCH" in error["message"] and "Hint" not in error["message"]
+    assert "Bundled symbols: AAPL" in error["hint"]
 
 
 def test_bad_options_exit_1_naming_the_option(data_dir: Path) -> None:
@@ -65,11 +66,9 @@ def test_ingest_a_user_file_then_run_on_it(data_dir: Path, tmp_path: Path) -> No
     pd.DataFrame(
         {"Date": pd.bdate_range("2021-01-04", periods=300), "Ticker": "ZZZ", "Adj Close": range(100, 400)}
     ).to_csv(file, index=False)
-    code, ingest = _json(["data", "ingest", "--source", "file", "--file", str(file), "--benchmarks", "", "--json"])
+    code, ingest = _json(["data", "ingest", "--source", "file", "--file", str(file), "--json"])
     assert code == 0 and ingest["rows_new"] == 300 and ingest["symbols"] == ["ZZZ"]
-    code, summary = _json(
-        ["run", "--source", "file", "--file", str(file), "--symbols", "ZZZ", "--benchmarks", "", "--json"]
-    )
+    code, summary = _json(["run", "--source", "file", "--file", str(file), "--symbols", "ZZZ", "--json"])
     assert code == 0 and summary["ingest"]["rows_new"] == 0 and summary["universe"]["rows"] == 300
 
 

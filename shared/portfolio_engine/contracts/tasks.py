@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -53,12 +53,20 @@ class RunRequest(_Contract):
 
     source: SourceName = "bundled"
     symbols: Symbols | None = None
-    benchmarks: Symbols = Field(default_factory=lambda: ["^GSPC"])
+    benchmarks: Symbols = Field(description="Default: ['^GSPC'], or none for a user file.")
     start: date | None = None
     end: date | None = None
     file_uri: str | None = Field(default=None, description="For source='file': the CSV/Parquet to load.")
     interval: Interval = "1d"
     validation_policy: ValidationMode | None = Field(default=None, description="None: the configured default.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_benchmarks(cls, data: Any) -> Any:
+        # A user file rarely holds the index; every other source serves ^GSPC.
+        if isinstance(data, dict) and data.get("benchmarks") is None:
+            return {**data, "benchmarks": [] if data.get("source") == "file" else ["^GSPC"]}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> RunRequest:
@@ -107,7 +115,7 @@ class IngestOutput(_Contract):
 
 class ValidateInput(_Contract):
     run_id: RunId
-    source: str
+    source: SourceName
     symbols: Symbols
     interval: Interval = "1d"
     validation_policy: ValidationMode | None = None
@@ -130,7 +138,7 @@ class ValidateOutput(_Contract):
 
 class FeaturesInput(_Contract):
     run_id: RunId
-    source: str
+    source: SourceName
     symbols: Symbols
     interval: Interval = "1d"
     index_symbol: str | None = "^GSPC"

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from unittest import mock
 from urllib.parse import unquote
 
@@ -32,6 +32,9 @@ from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from portfolio_engine.exceptions import ConfigurationError, StateMachineError
 
+if TYPE_CHECKING:
+    from moto.core.config import DefaultConfig
+
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -39,6 +42,14 @@ FUNCTIONS_DIR = REPO_ROOT / "functions"
 STATE_MACHINES_DIR = REPO_ROOT / "state_machines"
 ACCOUNT = "123456789012"
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9]+)\}")
+# Only Step Functions and Lambda are simulated. Every other AWS call a handler makes (S3, Secrets
+# Manager, ...) passes through to wherever it points (AWS, AWS_ENDPOINT_URL), with the caller's own
+# credentials: moto must neither answer it nor replace the credentials with fakes.
+MOTO_CONFIG: DefaultConfig = {
+    "stepfunctions": {"execute_state_machine": True},
+    "lambda": {"use_docker": False},
+    "core": {"mock_credentials": False, "passthrough": {"urls": [r"^https?://(?!(states|lambda)\.)"], "services": []}},
+}
 
 TaskListener = Callable[[str, str, dict[str, Any]], None]
 """Called as ``listener(event, function_name, detail)`` with event ``"start"``, ``"end"`` or ``"error"``."""
@@ -183,25 +194,24 @@ class ExecutionResult:
         return self.status == "SUCCEEDED"
 
     def raise_for_status(self) -> dict[str, Any]:
-        """Return the output, or raise ``StateMachineError`` with Step Functions' error and cause."""
+        """Return the output, or raise the failing step's error as a ``StateMachineError``."""
         if not self.succeeded or self.output is None:
-            raise StateMachineError(
-                f"Execution {self.name} ended {self.status}: {self.error}: {_short_cause(self.cause)}",
-                error=self.error or "",
-                cause=self.cause or "",
-                hint="The cause names the failing step's error; fix the input or data it points at and run again.",
-            )
+            raise step_error(self.error or self.status, self.cause or "", f"Execution {self.name} ended {self.status}")
         return self.output
 
 
-def _short_cause(cause: str | None) -> str:
-    if not cause:
-        return ""
+def step_error(error: str, cause: str, where: str) -> StateMachineError:
+    """A ``StateMachineError`` carrying a failed step's error name, message and hint.
+
+    ``cause`` is Lambda's error payload as JSON (``errorType``, ``errorMessage``), or plain text for
+    errors raised by Step Functions itself; an engine error's message ends in ``Hint: ...``.
+    """
     try:
-        parsed = json.loads(cause)
-        return str(parsed.get("errorMessage", cause))
+        message = str(json.loads(cause).get("errorMessage", cause))
     except (json.JSONDecodeError, AttributeError):
-        return cause
+        message = cause
+    message, _, hint = message.partition(" Hint: ")
+    return StateMachineError(f"{where}: {error}: {message}", error=error, cause=cause, hint=hint or None)
 
 
 class LocalStateMachineRunner:
@@ -264,10 +274,7 @@ class LocalStateMachineRunner:
         definition = self.definition(machine)
         # moto logs every failed state at ERROR; the result carries the error and cause instead.
         logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
-        with (
-            mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}),
-            _scaled_retry_sleep(self.wait_scale),
-        ):
+        with mock_aws(config=MOTO_CONFIG), _scaled_retry_sleep(self.wait_scale):
             if boto3.DEFAULT_SESSION is None:
                 boto3.setup_default_session()
             session = boto3.DEFAULT_SESSION
@@ -287,7 +294,11 @@ class LocalStateMachineRunner:
         # The in-memory service answers AWS's own endpoint; AWS_ENDPOINT_URL (a moto server or
         # LocalStack the handlers may use for S3) must not take this client elsewhere.
         sfn = boto3.client(
-            "stepfunctions", region_name=self.region, endpoint_url=f"https://states.{self.region}.amazonaws.com"
+            "stepfunctions",
+            region_name=self.region,
+            endpoint_url=f"https://states.{self.region}.amazonaws.com",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
         )
         arn = sfn.create_state_machine(
             name=machine, definition=definition, roleArn=f"arn:aws:iam::{ACCOUNT}:role/spe-local"

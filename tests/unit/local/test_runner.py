@@ -179,3 +179,25 @@ def test_render_scales_waits(tmp_path: Path) -> None:
     assert rendered["States"]["W"]["Seconds"] == 0
     assert rendered["States"]["T"]["Resource"] == "arn:x"
     assert rendered["States"]["T"]["Retry"][0]["IntervalSeconds"] == 5
+
+
+def test_handlers_reach_other_aws_services_with_their_own_credentials(
+    layout: tuple[Path, Path], aws_env: str, s3_lake_uri: str
+) -> None:
+    # Given a handler that lists buckets on the moto server the environment points at
+    functions, machines = layout
+    (functions / "peek").mkdir()
+    (functions / "peek" / "app.py").write_text(
+        "import os, boto3\n"
+        "def lambda_handler(event, context):\n"
+        "    s3 = boto3.client('s3', endpoint_url=os.environ['AWS_ENDPOINT_URL'])\n"
+        "    names = [b['Name'] for b in s3.list_buckets()['Buckets']]\n"
+        "    return {'key': os.environ['AWS_ACCESS_KEY_ID'], 'buckets': names}\n"
+    )
+    _write(machines, "m", _machine({"A": {"Type": "Task", "Resource": "${PeekFunctionArn}", "End": True}}, "A"))
+    # When it runs inside the local runner (which simulates only Step Functions and Lambda)
+    result = LocalStateMachineRunner(functions, machines).run("m", {}, name="peek-1")
+    # Then its call went to the real server, signed with the environment's credentials
+    assert result.succeeded, result.cause
+    assert result.output["key"] == "testing"
+    assert s3_lake_uri.split("/")[2] in result.output["buckets"]
