@@ -40,7 +40,6 @@ class Settings(BaseSettings):
 
     universe: list[str] | None = Field(default=None, description="Symbols of the default run; None: bundled 20.")
     index_symbol: str = "^GSPC"
-    default_source: str = "bundled"
     validation_policy: ValidationMode = "forward_fill"
     max_forward_fill: int = Field(default=5, ge=0)
 

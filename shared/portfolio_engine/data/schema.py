@@ -82,18 +82,3 @@ def conform_bars(frame: pd.DataFrame) -> pd.DataFrame:
     out["symbol"] = out["symbol"].astype("string")
     out = out[list(BAR_COLUMNS)].sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
     return out
-
-
-def to_wide(bars: pd.DataFrame, column: str = "adj_close") -> pd.DataFrame:
-    """Pivot a bar table to a frame of shape (n_dates, n_symbols) for one column."""
-    wide = bars.pivot(index="date", columns="symbol", values=column).sort_index()
-    wide.columns = wide.columns.astype(str)
-    wide.columns.name = None
-    return wide
-
-
-def from_wide(prices: pd.DataFrame, column: str = "adj_close") -> pd.DataFrame:
-    """Melt a frame of shape (n_dates, n_symbols) into a canonical bar table."""
-    long = prices.rename_axis("date").reset_index().melt(id_vars="date", var_name="symbol", value_name=column)
-    long = long.dropna(subset=[column])
-    return conform_bars(long)

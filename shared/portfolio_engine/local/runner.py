@@ -269,7 +269,13 @@ class LocalStateMachineRunner:
 
     def run(self, machine: str, payload: dict[str, Any], *, name: str) -> ExecutionResult:
         """Start one execution named ``name`` (the run id) and wait for it to end."""
-        from moto import mock_aws  # imported here: moto is only needed for local runs
+        try:
+            from moto import mock_aws  # imported here: moto is only needed for local runs
+        except ImportError as exc:
+            raise ConfigurationError(
+                "The local runner needs moto, which is not installed.",
+                hint="Install the 'local' extra (`make setup`, or `uv sync --extra local`).",
+            ) from exc
 
         definition = self.definition(machine)
         # moto logs every failed state at ERROR; the result carries the error and cause instead.
