@@ -47,10 +47,15 @@ class Settings(BaseSettings):
     alpha_vantage_secret_id: str | None = Field(default=None, description="Secrets Manager id holding the key.")
     nasdaq_data_link_api_key: SecretStr | None = None
     nasdaq_data_link_secret_id: str | None = None
-    source_rate_per_minute: int = Field(default=60, ge=1)
-    source_max_attempts: int = Field(default=4, ge=1)
-    source_timeout_seconds: float = Field(default=10.0, gt=0)
-    cache_ttl_seconds: int = Field(default=3600, ge=0)
+    alpha_vantage_adjusted: bool = Field(
+        default=False, description="TIME_SERIES_DAILY_ADJUSTED is a premium endpoint; free keys need False."
+    )
+    # Network-source tuning: None keeps each source's own default (Alpha Vantage allows 5 requests a minute).
+    source_rate_per_minute: int | None = Field(default=None, ge=1)
+    source_max_attempts: int | None = Field(default=None, ge=1)
+    source_timeout_seconds: float | None = Field(default=None, gt=0)
+    cache_ttl_seconds: int | None = Field(default=None, ge=0)
+    open_range_ttl_seconds: int | None = Field(default=None, ge=0)
 
     def resolved_lake_uri(self) -> str:
         """The lake root, defaulting to ``<data_dir>/lake`` as an absolute path."""

@@ -69,13 +69,18 @@ def reference_tables() -> dict[str, Callable[[], pd.DataFrame]]:
     }
 
 
-def resilience_policy(settings: Settings) -> ResiliencePolicy:
-    return ResiliencePolicy(
-        requests_per_minute=settings.source_rate_per_minute,
-        max_attempts=settings.source_max_attempts,
-        timeout_seconds=settings.source_timeout_seconds,
-        cache_ttl_seconds=settings.cache_ttl_seconds,
-    )
+_POLICY_SETTINGS = {  # Settings field -> ResiliencePolicy field
+    "source_rate_per_minute": "requests_per_minute",
+    "source_max_attempts": "max_attempts",
+    "source_timeout_seconds": "timeout_seconds",
+    "cache_ttl_seconds": "cache_ttl_seconds",
+    "open_range_ttl_seconds": "open_range_ttl_seconds",
+}
+
+
+def resilience_policy(settings: Settings, default: ResiliencePolicy) -> ResiliencePolicy:
+    """A source's own ``DEFAULT_POLICY`` with the fields the settings configure (None: keep the default)."""
+    return default.merged({field: getattr(settings, name) for name, field in _POLICY_SETTINGS.items()})
 
 
 @lru_cache(maxsize=4)
@@ -104,17 +109,28 @@ def build_source(name: str, settings: Settings, *, file_uri: str | None = None) 
         return UserFileSource(file_uri)
     key = (name, settings.model_dump_json())
     if key not in _NETWORK_SOURCES:
-        policy, cache = resilience_policy(settings), _cache(settings.redis_url)
+        cache = _cache(settings.redis_url)
         if name == "yahoo":
             from portfolio_engine.adapters.market_data.yahoo import YahooSource
 
-            _NETWORK_SOURCES[key] = YahooSource(policy=policy, cache=cache)
+            _NETWORK_SOURCES[key] = YahooSource(
+                policy=resilience_policy(settings, YahooSource.DEFAULT_POLICY),
+                cache=cache,
+                cache_dir=settings.data_dir / "yfinance",  # on Lambda under /tmp: the home folder is read-only
+            )
         elif name == "alpha_vantage":
-            api_key = resolve_api_key(settings, "alpha_vantage")
-            _NETWORK_SOURCES[key] = AlphaVantageSource(api_key, policy=policy, cache=cache)
+            _NETWORK_SOURCES[key] = AlphaVantageSource(
+                resolve_api_key(settings, "alpha_vantage"),
+                adjusted=settings.alpha_vantage_adjusted,
+                policy=resilience_policy(settings, AlphaVantageSource.DEFAULT_POLICY),
+                cache=cache,
+            )
         elif name == "nasdaq_data_link":
-            api_key = resolve_api_key(settings, "nasdaq_data_link")
-            _NETWORK_SOURCES[key] = NasdaqDataLinkSource(api_key, policy=policy, cache=cache)
+            _NETWORK_SOURCES[key] = NasdaqDataLinkSource(
+                resolve_api_key(settings, "nasdaq_data_link"),
+                policy=resilience_policy(settings, NasdaqDataLinkSource.DEFAULT_POLICY),
+                cache=cache,
+            )
         else:
             raise ConfigurationError(
                 f"Unknown market-data source {name!r}.",

@@ -90,7 +90,7 @@ class IngestInput(_Contract):
     """
 
     run_id: RunId = Field(default_factory=_scheduled_run_id)
-    request: RunRequest = Field(default_factory=RunRequest)
+    request: RunRequest = Field(default_factory=lambda: RunRequest.model_validate({}))
 
 
 class IngestOutput(_Contract):

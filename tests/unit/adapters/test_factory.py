@@ -71,3 +71,19 @@ def test_a_run_policy_overrides_the_configured_one() -> None:
     assert validation_policy(settings).mode == "reject"
     assert validation_policy(settings, "quarantine").mode == "quarantine"
     assert validation_policy(settings).max_ffill == 2
+
+
+def test_each_source_keeps_its_own_limits_unless_configured() -> None:
+    from portfolio_engine.adapters.factory import resilience_policy
+
+    default = Settings()
+    assert resilience_policy(default, AlphaVantageSource.DEFAULT_POLICY).requests_per_minute == 5
+    assert resilience_policy(default, NasdaqDataLinkSource.DEFAULT_POLICY).requests_per_minute == 120
+    tuned = Settings(source_timeout_seconds=20, source_rate_per_minute=2)
+    policy = resilience_policy(tuned, AlphaVantageSource.DEFAULT_POLICY)
+    assert (policy.timeout_seconds, policy.requests_per_minute) == (20, 2)
+
+
+def test_alpha_vantage_defaults_to_the_free_unadjusted_series() -> None:
+    source = build_source("alpha_vantage", Settings(alpha_vantage_api_key="k2"))
+    assert isinstance(source, AlphaVantageSource) and source.function == "TIME_SERIES_DAILY"

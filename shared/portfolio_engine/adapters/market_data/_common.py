@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 
@@ -59,6 +59,32 @@ def check_range(start: date | str | None, end: date | str | None) -> tuple[date 
             f"Start date {first} is after end date {last}.", hint="Swap the dates or drop one of them."
         )
     return first, last
+
+
+def is_settled(end: date | None, today: date | None = None) -> bool:
+    """Whether a source's answer for a range ending on ``end`` (inclusive) can no longer change.
+
+    A range is settled once ``end`` is over in every time zone, whatever the exchange: ``end`` is
+    before yesterday in UTC. That is one rule for every source, without an exchange calendar, and it
+    errs towards fresh data: a range ending yesterday (UTC) is still open, because west of UTC (New
+    York until 04:00 or 05:00 UTC) that day is not over yet. An open range (``end`` None, "through
+    now") is never settled. The resilience wrapper caches the answer for an unsettled range for
+    ``ResiliencePolicy.open_range_ttl_seconds`` only.
+
+    Parameters
+    ----------
+    end : date or None
+        Last day of the range.
+    today : date, optional
+        Today's date in UTC; the current one by default (tests pass a fixed day).
+
+    Returns
+    -------
+    bool
+    """
+    if end is None:
+        return False
+    return end + timedelta(days=1) < (today or datetime.now(UTC).date())
 
 
 def within(bars: pd.DataFrame, start: date | None, end: date | None) -> pd.DataFrame:

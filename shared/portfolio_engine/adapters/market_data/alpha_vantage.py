@@ -1,9 +1,17 @@
 """Alpha Vantage daily bars over its HTTP API (``https://www.alphavantage.co/query``).
 
-``TIME_SERIES_DAILY_ADJUSTED`` (open, high, low, close, adjusted close, volume; a premium endpoint
-today) or ``TIME_SERIES_DAILY`` (no adjusted close: ``adj_close`` falls back to ``close``). The API
-returns the whole series (``outputsize=full``) or the latest 100 bars (``compact``); dates are
-filtered here, so the cache entry (one per symbol, function and output size) serves any range.
+``TIME_SERIES_DAILY_ADJUSTED`` (``adjusted=True``: open, high, low, close, adjusted close, volume; a
+premium endpoint since 2023) or ``TIME_SERIES_DAILY`` (``adjusted=False``, what a free key can use).
+
+**Unadjusted bars** (``adjusted=False``): the series has no adjusted close, so ``adj_close`` is set to
+``close`` on every bar. Returns computed from them are price returns (no dividends) with a jump on
+each split, and validation sees a single-series source (``close == adj_close`` on every bar): a jump
+by a split ratio is then a warning ("unadjusted split or real move"), not an error.
+
+The API returns the whole series (``outputsize=full``) or the latest 100 bars (``compact``); dates are
+filtered here, so the cache entry (one per symbol, function and output size) serves any range. Such an
+entry includes today's bar once it exists, so it is always cached as open-ended: for
+``ResiliencePolicy.open_range_ttl_seconds`` (default 60 s), not ``cache_ttl_seconds``.
 
 Alpha Vantage reports errors inside HTTP 200 bodies, worded in English; the wording is the only
 signal, so it is read here (and nowhere else):
@@ -14,7 +22,7 @@ body                                                engine error
 ``{"Error Message": "...apikey..."}``               ``AuthenticationError``
 ``{"Error Message": "Invalid API call..."}``        ``UnknownSymbolError``
 ``{"Note": ...}``, ``{"Information": "...rate limit..."}``  ``RateLimitedError`` (retried)
-``{"Information": "...premium..."}``                ``AuthenticationError`` (entitlement)
+``{"Information": "...premium endpoint..."}``       ``AuthenticationError`` (entitlement; not retried)
 no ``Time Series (Daily)``                          ``MalformedResponseError``
 ==================================================  ==========================
 """
@@ -25,7 +33,7 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from functools import partial
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import pandas as pd
 import requests
@@ -52,6 +60,11 @@ BASE_URL = "https://www.alphavantage.co/query"
 SERIES_KEY = "Time Series (Daily)"
 #: Alpha Vantage's free tier allows a handful of requests per minute.
 DEFAULT_POLICY = ResiliencePolicy(requests_per_minute=5)
+#: Hint of the error raised when a key without a premium plan asks for the adjusted series.
+PREMIUM_ADJUSTED_HINT = (
+    "TIME_SERIES_DAILY_ADJUSTED is a premium endpoint: use adjusted=False (SPE_ALPHA_VANTAGE_ADJUSTED=false) "
+    "with a free key."
+)
 #: ``outputsize=compact`` holds the latest 100 trading days, about 140 calendar days.
 _COMPACT_CALENDAR_DAYS = 140
 _FIELDS = {
@@ -74,13 +87,16 @@ class AlphaVantageSource:
     api_key : str or None
         The Alpha Vantage key (``Settings.alpha_vantage_api_key``). None or blank fails at ``fetch``.
     adjusted : bool, default True
-        ``TIME_SERIES_DAILY_ADJUSTED`` when True, else ``TIME_SERIES_DAILY``.
+        ``TIME_SERIES_DAILY_ADJUSTED`` (premium) when True; ``TIME_SERIES_DAILY`` when False, with
+        ``adj_close`` equal to ``close`` on every bar (see the module docstring). A free key needs False.
     outputsize : {"auto", "compact", "full"}, default "auto"
         ``auto`` asks for ``compact`` when ``start`` is within the last ~100 trading days, else ``full``.
     policy : ResiliencePolicy, optional
-        Rate limit, retries, breaker, timeout, cache TTL; defaults to 5 requests per minute.
+        Rate limit, retries, breaker, timeout, cache TTLs; defaults to ``DEFAULT_POLICY`` (5 requests
+        per minute). To change a few fields only: ``DEFAULT_POLICY.merged({...})``.
     cache : ResponseCache, optional
-        Response cache shared with other sources; None disables caching.
+        Response cache shared with other sources; None disables caching. Entries are whole series,
+        kept for ``policy.open_range_ttl_seconds``.
     session : requests.Session, optional
         HTTP session (a new one by default).
     base_url : str, default ``BASE_URL``
@@ -95,6 +111,8 @@ class AlphaVantageSource:
     """
 
     name = "alpha_vantage"
+    #: The source's own limits: the free tier allows 5 requests a minute (and 25 a day).
+    DEFAULT_POLICY: ClassVar[ResiliencePolicy] = DEFAULT_POLICY
 
     def __init__(
         self,
@@ -147,7 +165,8 @@ class AlphaVantageSource:
         Raises
         ------
         AuthenticationError
-            No key configured, the key is rejected, or the endpoint needs a premium plan.
+            No key configured, the key is rejected, or the request needs a premium plan (with a free
+            key, ``adjusted=True`` does: ``PREMIUM_ADJUSTED_HINT``).
         UnknownSymbolError
             Alpha Vantage does not know a symbol.
         EmptyDataError
@@ -175,7 +194,8 @@ class AlphaVantageSource:
         for symbol in names:
             request = {"function": self.function, "symbol": symbol, "outputsize": outputsize}
             try:
-                bars = self._caller.call(request, partial(self._fetch_series, symbol, outputsize))
+                # A whole series gains today's bar: open-ended whatever range was asked for.
+                bars = self._caller.call(request, partial(self._fetch_series, symbol, outputsize), open_ended=True)
             except EmptyDataError:
                 bars = empty_bars()
             frames[symbol] = within(bars, first, last)
@@ -211,10 +231,10 @@ class AlphaVantageSource:
                 hint="Check the symbol and the base URL; retry later if it persists.",
             )
         payload = decode_json(response, source=self.name)
-        return parse_daily_series(payload, symbol)
+        return parse_daily_series(payload, symbol, function=self.function)
 
 
-def _raise_for_notice(payload: dict[str, Any], symbol: str) -> None:
+def _raise_for_notice(payload: dict[str, Any], symbol: str, function: str | None) -> None:
     """Raise the engine error that an Alpha Vantage ``Error Message``/``Note``/``Information`` body means."""
     if "Error Message" in payload:
         message = str(payload["Error Message"])
@@ -232,16 +252,22 @@ def _raise_for_notice(payload: dict[str, Any], symbol: str) -> None:
         if "rate limit" in lowered or "call frequency" in lowered or "requests per" in lowered:
             raise RateLimitedError(f"Alpha Vantage rate limit: {message}")
         if "premium" in lowered:
+            if function == "TIME_SERIES_DAILY_ADJUSTED":
+                raise AuthenticationError(
+                    f"Alpha Vantage refused TIME_SERIES_DAILY_ADJUSTED for {symbol!r}: {message}",
+                    hint=PREMIUM_ADJUSTED_HINT,
+                )
             raise AuthenticationError(
-                f"Alpha Vantage needs a premium plan for this request: {message}",
-                hint="Use AlphaVantageSource(adjusted=False, outputsize='compact') with a free key, or a premium key.",
+                f"Alpha Vantage needs a premium plan for this {function or 'time series'} request: {message}",
+                hint="With a free key, ask for a start within the last ~100 trading days (outputsize='compact'), "
+                "or use a premium key.",
             )
         if "apikey" in lowered or "api key" in lowered:
             raise AuthenticationError(f"Alpha Vantage rejected the API key: {message}")
         raise RateLimitedError(f"Alpha Vantage declined the request: {message}")
 
 
-def parse_daily_series(payload: Any, symbol: str) -> pd.DataFrame:
+def parse_daily_series(payload: Any, symbol: str, *, function: str | None = None) -> pd.DataFrame:
     """Turn an Alpha Vantage daily time-series body into canonical bars.
 
     Parameters
@@ -250,11 +276,14 @@ def parse_daily_series(payload: Any, symbol: str) -> pd.DataFrame:
         The decoded JSON body.
     symbol : str
         The requested symbol (written to the ``symbol`` column).
+    function : str, optional
+        The ``function`` requested, so a premium notice can name the fix.
 
     Returns
     -------
     DataFrame
-        Canonical bars sorted by date.
+        Canonical bars sorted by date. Without an adjusted close in the body (``TIME_SERIES_DAILY``),
+        ``adj_close`` is ``close``.
 
     Raises
     ------
@@ -267,7 +296,7 @@ def parse_daily_series(payload: Any, symbol: str) -> pd.DataFrame:
     """
     if not isinstance(payload, dict):
         raise MalformedResponseError(f"Alpha Vantage body for {symbol!r} is a {type(payload).__name__}, not an object.")
-    _raise_for_notice(payload, symbol)
+    _raise_for_notice(payload, symbol, function)
     series = payload.get(SERIES_KEY)
     if not isinstance(series, dict):
         raise MalformedResponseError(
@@ -287,6 +316,9 @@ def parse_daily_series(payload: Any, symbol: str) -> pd.DataFrame:
         rows.append({"date": day, **{column: named[name] for name, column in _FIELDS.items() if name in named}})
     frame = pd.DataFrame(rows)
     frame["symbol"] = symbol
+    if "adj_close" not in frame.columns:
+        # TIME_SERIES_DAILY: one series only; validation recognises it by close == adj_close.
+        frame["adj_close"] = frame["close"]
     try:
         return conform_bars(frame)
     except (SchemaError, ValueError, TypeError) as exc:  # non-numeric fields or bad dates: the payload is at fault

@@ -14,6 +14,9 @@ dependency.
 Error codes (``quandl_error.code``) by class: ``QEA`` authentication, ``QEP`` permission/premium,
 ``QEL`` rate limit, ``QEC`` unknown or malformed dataset code, ``QES`` server side, ``QEX`` bad
 request parameters.
+
+Caching: the answer for a range that has no end or reaches today (see ``_common.is_settled``) is kept
+for ``ResiliencePolicy.open_range_ttl_seconds`` only, a closed historical range for ``cache_ttl_seconds``.
 """
 
 from __future__ import annotations
@@ -23,12 +26,12 @@ import re
 from collections.abc import Sequence
 from datetime import date
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 import requests
 
-from portfolio_engine.adapters.market_data._common import check_range, combine, normalize_symbols
+from portfolio_engine.adapters.market_data._common import check_range, combine, is_settled, normalize_symbols
 from portfolio_engine.adapters.market_data._http import decode_json, http_get
 from portfolio_engine.adapters.market_data.resilience import ResiliencePolicy, ResilientCaller
 from portfolio_engine.data.schema import conform_bars, empty_bars
@@ -80,7 +83,8 @@ class NasdaqDataLinkSource:
     api_key : str or None
         The Nasdaq Data Link key (``Settings.nasdaq_data_link_api_key``). None or blank fails at ``fetch``.
     policy : ResiliencePolicy, optional
-        Rate limit, retries, breaker, timeout, cache TTL; defaults to 120 requests per minute.
+        Rate limit, retries, breaker, timeout, cache TTLs; defaults to ``DEFAULT_POLICY`` (120 requests
+        per minute). To change a few fields only: ``DEFAULT_POLICY.merged({...})``.
     cache : ResponseCache, optional
         Response cache; None disables caching.
     session : requests.Session, optional
@@ -90,6 +94,8 @@ class NasdaqDataLinkSource:
     """
 
     name = "nasdaq_data_link"
+    #: The source's own limits: 120 a minute stays below a keyed user's 2,000 calls per 10 minutes.
+    DEFAULT_POLICY: ClassVar[ResiliencePolicy] = DEFAULT_POLICY
 
     def __init__(
         self,
@@ -156,12 +162,13 @@ class NasdaqDataLinkSource:
                 hint="Set SPE_NASDAQ_DATA_LINK_API_KEY (account page at https://data.nasdaq.com) "
                 "or SPE_NASDAQ_DATA_LINK_SECRET_ID for AWS Secrets Manager.",
             )
+        open_ended = not is_settled(last)
         frames: dict[str, pd.DataFrame] = {}
         for symbol in names:
             request = {"symbol": symbol, "start": first, "end": last, "interval": interval}
             fetch_one = partial(self._fetch_dataset, symbol, first, last, _COLLAPSE[interval])
             try:
-                frames[symbol] = self._caller.call(request, fetch_one)
+                frames[symbol] = self._caller.call(request, fetch_one, open_ended=open_ended)
             except EmptyDataError:
                 frames[symbol] = empty_bars()
         return combine(frames, source=self.name, start=first, end=last)

@@ -13,11 +13,18 @@ performs it and returns canonical bars. ``ResilientCaller.call`` then:
 4. each attempt runs inside the source's circuit breaker (pybreaker): after ``failure_threshold``
    consecutive transient failures it opens, and calls fail fast with ``CircuitOpenError`` (no request)
    until ``reset_timeout_seconds`` have passed; one trial call then closes or re-opens it;
-5. a success is written to the cache.
+5. a success is written to the cache, for ``cache_ttl_seconds`` when the request is a closed
+   historical range and for at most ``open_range_ttl_seconds`` when it is open-ended (see below).
 
 **What the cache holds:** the parsed, schema-conformed bars serialised as Parquet bytes, not the raw
 HTTP body. yfinance does its own HTTP and hands back a DataFrame, so caching parsed bars is the one
 form every source shares; it also saves re-parsing on a hit. Errors are never cached.
+
+**Open-ended requests** (``call(..., open_ended=True)``): an answer that can still gain or change bars,
+because the range has no end ("through now"), reaches today, or is a whole series by nature (Alpha
+Vantage), is kept only ``open_range_ttl_seconds`` (default 60 s): a schedule polling every few minutes,
+or a same-day rerun, then sees the new bars instead of an hour-old answer. The source decides, with
+``_common.is_settled`` for date ranges. Closed historical ranges keep ``cache_ttl_seconds``.
 
 Sources translate their SDK/HTTP errors into the engine's typed errors *inside* the function they
 pass, chaining the HTTP error (``raise RateLimitedError(...) from http_error``): the wrapper finds
@@ -34,7 +41,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -78,12 +85,24 @@ class ResiliencePolicy:
     timeout_seconds : float, default 10
         Per-request HTTP timeout the source passes to its client (``Settings.source_timeout_seconds``).
     cache_ttl_seconds : int, default 3600
-        Lifetime of a cached response (``Settings.cache_ttl_seconds``); 0 disables caching.
+        Lifetime of a cached response for a closed historical range (``Settings.cache_ttl_seconds``);
+        0 disables caching altogether.
+    open_range_ttl_seconds : int, default 60
+        Longest lifetime of a cached response for an open-ended request (no end, an end that reaches
+        today, or a whole series); 0 leaves such responses uncached. ``cache_ttl_seconds`` caps it.
 
     Raises
     ------
     ConfigurationError
         If a count is below 1 or a duration is negative.
+
+    Examples
+    --------
+    A source's own defaults with only the configured fields replaced:
+
+    >>> policy = ResiliencePolicy(requests_per_minute=5).merged({"timeout_seconds": 20.0, "max_attempts": None})
+    >>> policy.requests_per_minute, policy.timeout_seconds, policy.max_attempts
+    (5, 20.0, 4)
     """
 
     requests_per_minute: int = 60
@@ -95,6 +114,7 @@ class ResiliencePolicy:
     reset_timeout_seconds: float = 60.0
     timeout_seconds: float = 10.0
     cache_ttl_seconds: int = 3600
+    open_range_ttl_seconds: int = 60
 
     def __post_init__(self) -> None:
         """Reject values no limiter, retry loop or breaker can work with."""
@@ -110,6 +130,7 @@ class ResiliencePolicy:
             "max_wait_seconds",
             "reset_timeout_seconds",
             "cache_ttl_seconds",
+            "open_range_ttl_seconds",
         ):
             if getattr(self, name) < 0:
                 raise ConfigurationError(
@@ -121,6 +142,41 @@ class ResiliencePolicy:
                 f"ResiliencePolicy.timeout_seconds must be positive; got {self.timeout_seconds}.",
                 hint="A request needs a timeout; 10 seconds suits every source here.",
             )
+
+    def merged(self, overrides: Mapping[str, Any]) -> ResiliencePolicy:
+        """Return a copy with the fields in ``overrides`` replaced; None values are left out.
+
+        Lets an entry point keep a source's own defaults (``AlphaVantageSource.DEFAULT_POLICY``'s
+        5 requests per minute) and apply only what the operator configured explicitly.
+
+        Parameters
+        ----------
+        overrides : mapping of str to object
+            Field name -> value. A None value means "not configured" and keeps the current value.
+
+        Returns
+        -------
+        ResiliencePolicy
+            A new, validated policy.
+
+        Raises
+        ------
+        ConfigurationError
+            If a key is not a field of ``ResiliencePolicy``, or a value is out of range.
+        """
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ConfigurationError(
+                f"ResiliencePolicy has no field(s) {unknown}.", hint=f"Override only {sorted(known)}."
+            )
+        return replace(self, **{name: value for name, value in overrides.items() if value is not None})
+
+    def ttl_seconds(self, *, open_ended: bool) -> int:
+        """Lifetime of a cached response: ``cache_ttl_seconds``, capped by ``open_range_ttl_seconds`` if open-ended."""
+        if open_ended:
+            return min(self.open_range_ttl_seconds, self.cache_ttl_seconds)
+        return self.cache_ttl_seconds
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -272,7 +328,9 @@ class ResilientCaller:
         """``"closed"``, ``"open"`` or ``"half-open"``."""
         return str(self._breaker.current_state)
 
-    def call(self, request: Mapping[str, Any], fetch: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+    def call(
+        self, request: Mapping[str, Any], fetch: Callable[[], pd.DataFrame], *, open_ended: bool = True
+    ) -> pd.DataFrame:
         """Return the bars for ``request``, from the cache or by calling ``fetch`` resiliently.
 
         Parameters
@@ -282,6 +340,10 @@ class ResilientCaller:
             they form the cache key, so they must not contain secrets.
         fetch : callable returning DataFrame
             Performs the request and returns canonical bars; raises the engine's typed errors.
+        open_ended : bool, default True
+            Whether the answer can still change: a range without an end or reaching today, or a whole
+            series. Its answer is cached for ``open_range_ttl_seconds`` at most. Pass False only for a
+            closed historical range (``_common.is_settled``); the default errs on the side of fresh data.
 
         Returns
         -------
@@ -300,7 +362,8 @@ class ResilientCaller:
             Whatever non-transient error ``fetch`` raised (not retried).
         """
         key = cache_key(self.source, request)
-        cached = self._read_cache(key)
+        ttl = self.policy.ttl_seconds(open_ended=open_ended)
+        cached = self._read_cache(key) if ttl > 0 else None
         if cached is not None:
             logger.debug("cache hit", extra={"source": self.source, "cache_key": key})
             return cached
@@ -313,7 +376,8 @@ class ResilientCaller:
             reraise=True,
         )
         bars = retrying(self._attempt, fetch)
-        self._write_cache(key, bars)
+        if ttl > 0:
+            self._write_cache(key, bars, ttl)
         return bars
 
     def _attempt(self, fetch: Callable[[], pd.DataFrame]) -> pd.DataFrame:
@@ -352,7 +416,7 @@ class ResilientCaller:
         )
 
     def _read_cache(self, key: str) -> pd.DataFrame | None:
-        if self.cache is None or self.policy.cache_ttl_seconds == 0:
+        if self.cache is None:
             return None
         payload = self.cache.get(key)
         if payload is None:
@@ -366,7 +430,7 @@ class ResilientCaller:
             )
             return None
 
-    def _write_cache(self, key: str, bars: pd.DataFrame) -> None:
-        if self.cache is None or self.policy.cache_ttl_seconds == 0:
+    def _write_cache(self, key: str, bars: pd.DataFrame, ttl_seconds: int) -> None:
+        if self.cache is None:
             return
-        self.cache.set(key, bars_to_bytes(bars), self.policy.cache_ttl_seconds)
+        self.cache.set(key, bars_to_bytes(bars), ttl_seconds)

@@ -26,7 +26,13 @@ What this adapter does about it:
   answer of 429 or 5xx, so the status code and ``Retry-After`` reach the resilience wrapper (and a
   failed answer never lands in yfinance's LRU cache);
 * asks for ``auto_adjust=False`` to get both ``Close`` and ``Adj Close``, ``actions=False``,
-  ``repair=False``; ``end`` is inclusive here (yfinance's is exclusive).
+  ``repair=False``; ``end`` is inclusive here (yfinance's is exclusive);
+* caches the answer for a range that is not settled (no end, or an end that reaches today or
+  yesterday in UTC: ``_common.is_settled``; yfinance applies the same idea to its LRU cache) for
+  ``ResiliencePolicy.open_range_ttl_seconds`` only: such an answer still gains bars, and serving it
+  for an hour would hide them from a schedule that polls intraday bars every few minutes;
+* with ``cache_dir``, points yfinance's on-disk caches (time zones, cookie, ISIN) there through
+  ``yf.set_tz_cache_location``: its default, the user cache directory, is read-only on Lambda.
 
 =========================================================  =========================
 yfinance / HTTP                                            engine error
@@ -44,17 +50,19 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Sequence
 from datetime import date, timedelta
 from functools import partial
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import pandas as pd
 import yfinance as yf
 from curl_cffi import requests as curl_requests
 from yfinance import exceptions as yf_errors
 
-from portfolio_engine.adapters.market_data._common import check_range, combine, normalize_symbols
+from portfolio_engine.adapters.market_data._common import check_range, combine, is_settled, normalize_symbols
 from portfolio_engine.adapters.market_data.resilience import ResiliencePolicy, ResilientCaller
 from portfolio_engine.data.schema import conform_bars, empty_bars
 from portfolio_engine.exceptions import (
@@ -113,20 +121,33 @@ class YahooSource:
     Parameters
     ----------
     policy : ResiliencePolicy, optional
-        Rate limit, retries, breaker, timeout, cache TTL; defaults to 60 requests per minute.
+        Rate limit, retries, breaker, timeout, cache TTLs; defaults to ``DEFAULT_POLICY`` (60 requests
+        per minute). To change a few fields only: ``DEFAULT_POLICY.merged({...})``.
     cache : ResponseCache, optional
-        Response cache; None disables caching.
+        Response cache: settled ranges for ``policy.cache_ttl_seconds``, others for
+        ``policy.open_range_ttl_seconds`` (see ``_common.is_settled``); None disables caching.
     session : YahooSession, optional
         The session yfinance uses (a new ``YahooSession`` by default). Any other ``curl_cffi`` or
         ``requests`` session works, but without the 429/5xx mapping described above.
+    cache_dir : str or Path, optional
+        Folder for yfinance's on-disk caches (exchange time zones, cookie, ISINs), created if absent;
+        on Lambda a folder under ``/tmp``. None leaves yfinance's default, the user cache directory.
+
+    Raises
+    ------
+    ConfigurationError
+        If ``cache_dir`` cannot be created or is not writable.
 
     Notes
     -----
-    yfinance shares one session and cookie across the process, so two ``YahooSource`` objects share
-    them too (each keeps its own rate limiter and breaker).
+    yfinance shares one session, cookie and cache folder across the process, so two ``YahooSource``
+    objects share them too (each keeps its own rate limiter and breaker; the last ``cache_dir`` given
+    wins). yfinance opens its cache files on first use: build the source before the first fetch.
     """
 
     name = "yahoo"
+    #: The source's own limits: Yahoo publishes no rate limit; 60 a minute is a cautious pace.
+    DEFAULT_POLICY: ClassVar[ResiliencePolicy] = DEFAULT_POLICY
 
     def __init__(
         self,
@@ -134,8 +155,10 @@ class YahooSource:
         policy: ResiliencePolicy | None = None,
         cache: ResponseCache | None = None,
         session: Any | None = None,
+        cache_dir: str | Path | None = None,
     ) -> None:
         self.policy = policy or DEFAULT_POLICY
+        self.cache_dir = None if cache_dir is None else use_cache_dir(cache_dir)
         self._session = session if session is not None else YahooSession()
         self._caller = ResilientCaller(self.name, self.policy, cache)
         # Without this yfinance logs failures and returns an empty frame, indistinguishable from "no bars".
@@ -173,11 +196,13 @@ class YahooSource:
             )
         names = normalize_symbols(symbols, source=self.name)
         first, last = check_range(start, end)
+        open_ended = not is_settled(last)
         frames: dict[str, pd.DataFrame] = {}
         for symbol in names:
             request = {"symbol": symbol, "start": first, "end": last, "interval": interval}
+            fetch_one = partial(self._fetch_one, symbol, first, last, interval)
             try:
-                frames[symbol] = self._caller.call(request, partial(self._fetch_one, symbol, first, last, interval))
+                frames[symbol] = self._caller.call(request, fetch_one, open_ended=open_ended)
             except EmptyDataError:
                 frames[symbol] = empty_bars()
         return combine(frames, source=self.name, start=first, end=last)
@@ -203,6 +228,44 @@ class YahooSource:
         except Exception as exc:  # every failure is translated; see the module's table
             raise translate_error(exc, symbol) from exc
         return history_to_bars(history, symbol, interval)
+
+
+def use_cache_dir(cache_dir: str | Path) -> Path:
+    """Create ``cache_dir`` if needed and make it the folder of yfinance's on-disk caches.
+
+    ``yf.set_tz_cache_location`` is yfinance's documented call for this; in 1.x it moves the
+    time-zone, cookie and ISIN caches together. It affects the whole process.
+
+    Parameters
+    ----------
+    cache_dir : str or Path
+        The folder; ``~`` is expanded.
+
+    Returns
+    -------
+    Path
+        The absolute folder.
+
+    Raises
+    ------
+    ConfigurationError
+        If the folder cannot be created or is not writable.
+    """
+    folder = Path(cache_dir).expanduser().resolve()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"Cannot create yfinance's cache folder {str(folder)!r}: {exc.strerror or exc}.",
+            hint="Use a writable folder, e.g. under /tmp on Lambda (the factory uses <data_dir>/yfinance).",
+        ) from exc
+    if not os.access(folder, os.R_OK | os.W_OK):
+        raise ConfigurationError(
+            f"yfinance's cache folder {str(folder)!r} is not readable and writable.",
+            hint="Use a writable folder, e.g. under /tmp on Lambda (the factory uses <data_dir>/yfinance).",
+        )
+    yf.set_tz_cache_location(str(folder))
+    return folder
 
 
 def _status_of(exc: BaseException) -> int | None:

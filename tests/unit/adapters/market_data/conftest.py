@@ -13,6 +13,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
@@ -43,9 +44,8 @@ def fixture_json() -> Callable[[str], Any]:
     return load_fixture
 
 
-@pytest.fixture(autouse=True)
-def no_internet(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Refuse socket connections to anything but localhost and Unix sockets."""
+def refuse_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make socket connections to anything but localhost and Unix sockets fail the test."""
     real_connect = socket.socket.connect
 
     def guarded(sock: socket.socket, address: Any) -> Any:
@@ -54,6 +54,12 @@ def no_internet(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError(f"test tried to reach the network: {address!r}")
 
     monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+@pytest.fixture(autouse=True)
+def no_internet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refuse socket connections to anything but localhost and Unix sockets."""
+    refuse_network(monkeypatch)
 
 
 @pytest.fixture
@@ -199,15 +205,15 @@ class YahooRecorder:
         return response
 
 
-@pytest.fixture
-def yahoo_http(monkeypatch: pytest.MonkeyPatch) -> Iterator[YahooRecorder]:
-    """Serve Yahoo from recorded answers through yfinance's real code, with yfinance's global state reset.
+@contextmanager
+def serving_yahoo(monkeypatch: pytest.MonkeyPatch, recorder: YahooRecorder) -> Iterator[YahooRecorder]:
+    """Serve Yahoo from ``recorder`` through yfinance's real code, with yfinance's global state reset.
 
     yfinance keeps process-wide state: a singleton holding the session, cookie and crumb; an LRU
     cache of past-range answers; on-disk time-zone and cookie caches under ``~/.cache``; a counter of
-    quoteSummary fallbacks. Each test gets a fresh singleton, empty LRU, no disk caches and counter 0.
+    quoteSummary fallbacks. Inside the block there is a fresh singleton, empty LRU, no disk caches and
+    counter 0; on leaving it, any request the recorder could not answer fails the test.
     """
-    recorder = YahooRecorder()
 
     def fake_request(_session: Any, method: str, url: str, params: Any = None, **_kwargs: Any) -> Any:
         return recorder.request(method, url, params)
@@ -221,3 +227,10 @@ def yahoo_http(monkeypatch: pytest.MonkeyPatch) -> Iterator[YahooRecorder]:
     yield recorder
     yf_data.YfData.cache_get.cache_clear()
     assert recorder.unexpected == [], f"requests outside the recording: {recorder.unexpected}"
+
+
+@pytest.fixture
+def yahoo_http(monkeypatch: pytest.MonkeyPatch) -> Iterator[YahooRecorder]:
+    """A ``YahooRecorder`` serving yfinance for the test (see ``serving_yahoo``)."""
+    with serving_yahoo(monkeypatch, YahooRecorder()) as recorder:
+        yield recorder

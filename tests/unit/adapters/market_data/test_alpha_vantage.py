@@ -13,9 +13,11 @@ import requests
 import responses
 from responses import matchers
 
-from portfolio_engine.adapters.market_data.alpha_vantage import BASE_URL, AlphaVantageSource
+from portfolio_engine.adapters.market_data.alpha_vantage import BASE_URL, PREMIUM_ADJUSTED_HINT, AlphaVantageSource
 from portfolio_engine.adapters.market_data.cache import MemoryCache, RedisCache
+from portfolio_engine.adapters.market_data.nasdaq_data_link import NasdaqDataLinkSource
 from portfolio_engine.adapters.market_data.resilience import ResiliencePolicy, retry_after_seconds
+from portfolio_engine.adapters.market_data.yahoo import YahooSource
 from portfolio_engine.exceptions import (
     AuthenticationError,
     CircuitOpenError,
@@ -107,12 +109,18 @@ def test_auto_outputsize_asks_for_full_only_when_compact_is_too_short(
 
 @responses.activate
 def test_unadjusted_series_sets_adj_close_to_close(fast_policy: ResiliencePolicy) -> None:
+    # Given the free TIME_SERIES_DAILY answer, which has no adjusted close
     responses.add(
         **_ok("alpha_vantage_daily_AAPL.json"),
         match=[matchers.query_param_matcher({"function": "TIME_SERIES_DAILY"}, strict_match=False)],
     )
+
+    # When fetched with adjusted=False
     bars = _source(fast_policy, adjusted=False).fetch(["AAPL"], START, END)
-    assert bars["adj_close"].tolist() == EXPECTED_AAPL["close"].tolist()
+
+    # Then adj_close is the raw close on every bar: validation sees a single-series source
+    assert bars["close"].tolist() == EXPECTED_AAPL["close"].tolist()
+    assert (bars["adj_close"] == bars["close"]).all()
     assert bars["volume"].tolist() == EXPECTED_AAPL["volume"].tolist()
 
 
@@ -182,12 +190,31 @@ def test_daily_limit_information_raises_rate_limited(fast_policy: ResiliencePoli
 
 
 @responses.activate
-def test_premium_endpoint_raises_authentication_error_without_retry(fast_policy: ResiliencePolicy) -> None:
+def test_premium_notice_for_the_adjusted_series_says_to_use_adjusted_false(fast_policy: ResiliencePolicy) -> None:
+    # Given a free key: TIME_SERIES_DAILY_ADJUSTED is answered with the premium-endpoint notice
     responses.add(**_ok("alpha_vantage_information_premium.json"))
-    with pytest.raises(AuthenticationError, match="premium") as caught:
+
+    # When fetching the adjusted series
+    with pytest.raises(AuthenticationError, match="premium endpoint") as caught:
         _source(fast_policy).fetch(["AAPL"], START, END)
-    assert "adjusted=False" in caught.value.hint
+
+    # Then the error says how to fix it, and the request was not retried
+    assert caught.value.hint == (
+        "TIME_SERIES_DAILY_ADJUSTED is a premium endpoint: use adjusted=False (SPE_ALPHA_VANTAGE_ADJUSTED=false) "
+        "with a free key."
+    )
+    assert caught.value.hint == PREMIUM_ADJUSTED_HINT
+    assert str(caught.value).endswith(f"Hint: {PREMIUM_ADJUSTED_HINT}")
     assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_premium_notice_for_the_unadjusted_series_does_not_blame_adjusted(fast_policy: ResiliencePolicy) -> None:
+    responses.add(**_ok("alpha_vantage_information_premium.json"))
+    with pytest.raises(AuthenticationError, match="TIME_SERIES_DAILY request") as caught:
+        _source(fast_policy, adjusted=False).fetch(["AAPL"], date(2000, 1, 3), END)
+    assert "adjusted=False" not in caught.value.hint
+    assert "outputsize='compact'" in caught.value.hint
 
 
 @responses.activate
@@ -281,6 +308,36 @@ def test_memory_cache_hit_makes_no_request_and_serves_other_ranges(fast_policy: 
     assert len(responses.calls) == 1
     pd.testing.assert_frame_equal(first, again)
     assert len(narrower) == 3
+
+
+@responses.activate
+def test_whole_series_is_cached_for_the_short_ttl_even_for_a_past_range(fast_policy: ResiliencePolicy) -> None:
+    # Given a cache TTL of 600 s, 60 s for open-ended requests, and a memory cache on a hand-moved clock
+    responses.add(**_ok())
+    now = [0.0]
+    policy = replace(fast_policy, cache_ttl_seconds=600, open_range_ttl_seconds=60)
+    source = _source(policy, cache=MemoryCache(timer=lambda: now[0]))
+
+    # When a past week is fetched, again 59 s later, and again 61 s after the first
+    source.fetch(["AAPL"], START, END)
+    now[0] = 59
+    source.fetch(["AAPL"], START, END)
+    calls_within_ttl = len(responses.calls)
+    now[0] = 61
+    source.fetch(["AAPL"], START, END)
+
+    # Then the cached entry, a whole series that gains today's bar, lived 60 s, not 600 s
+    assert (calls_within_ttl, len(responses.calls)) == (1, 2)
+
+
+def test_each_source_declares_its_own_default_policy() -> None:
+    assert AlphaVantageSource.DEFAULT_POLICY.requests_per_minute == 5
+    assert AlphaVantageSource(KEY).policy is AlphaVantageSource.DEFAULT_POLICY
+    assert NasdaqDataLinkSource.DEFAULT_POLICY.requests_per_minute == 120
+    assert YahooSource.DEFAULT_POLICY.requests_per_minute == 60
+    # An entry point keeps the source's rate and applies only what was configured
+    merged = AlphaVantageSource.DEFAULT_POLICY.merged({"timeout_seconds": 30.0})
+    assert (merged.requests_per_minute, merged.timeout_seconds) == (5, 30.0)
 
 
 @responses.activate

@@ -243,6 +243,50 @@ def test_redis_cache_hit_makes_no_request(fast_policy: ResiliencePolicy, redis_u
     pd.testing.assert_frame_equal(first, second)
 
 
+@pytest.mark.parametrize(
+    ("end", "ttl_range"),
+    [(None, (1, 60)), (END, (61, 600))],
+    ids=["open-ended: open_range_ttl_seconds", "past range: cache_ttl_seconds"],
+)
+@responses.activate
+def test_redis_entry_lives_as_long_as_the_range_allows(
+    fast_policy: ResiliencePolicy, redis_url: str, end: date | None, ttl_range: tuple[int, int]
+) -> None:
+    # Given a cache TTL of 600 s and 60 s for open-ended requests
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    responses.add(**_ok())
+    policy = replace(fast_policy, cache_ttl_seconds=600, open_range_ttl_seconds=60)
+
+    # When a range is fetched through the Redis cache
+    _source(policy, cache=RedisCache(redis_url)).fetch(["WIKI/AAPL"], START, end)
+
+    # Then Redis expires its one entry after the TTL that fits the range
+    (key,) = client.keys("spe:cache:nasdaq_data_link:*")
+    low, high = ttl_range
+    assert low <= client.ttl(key) <= high
+
+
+@responses.activate
+def test_open_ended_request_is_refetched_after_the_short_ttl(fast_policy: ResiliencePolicy) -> None:
+    # Given a memory cache on a hand-moved clock, 60 s for open-ended requests
+    responses.add(**_ok())
+    now = [0.0]
+    source = _source(replace(fast_policy, open_range_ttl_seconds=60), cache=MemoryCache(timer=lambda: now[0]))
+
+    # When a request through "now" (no end) is repeated 59 s and then 61 s after the first
+    source.fetch(["WIKI/AAPL"], START)
+    now[0] = 59
+    source.fetch(["WIKI/AAPL"], START)
+    calls_within_ttl = len(responses.calls)
+    now[0] = 61
+    source.fetch(["WIKI/AAPL"], START)
+
+    # Then the cache answered the second and the third went to the API
+    assert (calls_within_ttl, len(responses.calls)) == (1, 2)
+    assert "end_date" not in responses.calls[-1].request.url
+
+
 def test_unsupported_interval_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError):
         NasdaqDataLinkSource(KEY).fetch(["WIKI/AAPL"], START, END, interval="1h")

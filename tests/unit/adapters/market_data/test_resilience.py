@@ -68,6 +68,42 @@ def test_policy_rejects_unusable_values() -> None:
         ResiliencePolicy(base_wait_seconds=-1)
     with pytest.raises(ConfigurationError, match="timeout_seconds"):
         ResiliencePolicy(timeout_seconds=0)
+    with pytest.raises(ConfigurationError, match="open_range_ttl_seconds"):
+        ResiliencePolicy(open_range_ttl_seconds=-1)
+
+
+def test_merged_replaces_only_the_configured_fields() -> None:
+    # Given a source's own policy (5 requests per minute, a 2-minute open-range TTL)
+    own = ResiliencePolicy(requests_per_minute=5, open_range_ttl_seconds=120)
+
+    # When an entry point overrides the timeout and leaves the rate unset (None)
+    merged = own.merged({"timeout_seconds": 20.0, "requests_per_minute": None})
+
+    # Then only the timeout changed, in a new policy
+    assert merged == replace(own, timeout_seconds=20.0)
+    assert own.timeout_seconds == 10.0
+    assert merged.merged({}) == merged
+
+
+def test_merged_rejects_unknown_fields_and_bad_values() -> None:
+    with pytest.raises(ConfigurationError, match="no field") as caught:
+        ResiliencePolicy().merged({"rate_per_minute": 5})
+    assert "requests_per_minute" in caught.value.hint
+    with pytest.raises(ConfigurationError, match="max_attempts"):
+        ResiliencePolicy().merged({"max_attempts": 0})
+
+
+@pytest.mark.parametrize(
+    ("cache_ttl", "open_ttl", "closed_expected", "open_expected"),
+    [(3600, 60, 3600, 60), (30, 60, 30, 30), (3600, 0, 3600, 0), (0, 60, 0, 0)],
+    ids=["defaults", "cache-ttl-caps", "open-uncached", "cache-off"],
+)
+def test_ttl_of_closed_and_open_ended_requests(
+    cache_ttl: int, open_ttl: int, closed_expected: int, open_expected: int
+) -> None:
+    policy = ResiliencePolicy(cache_ttl_seconds=cache_ttl, open_range_ttl_seconds=open_ttl)
+    assert policy.ttl_seconds(open_ended=False) == closed_expected
+    assert policy.ttl_seconds(open_ended=True) == open_expected
 
 
 @pytest.mark.parametrize(
@@ -217,13 +253,90 @@ def test_successes_are_cached_and_errors_are_not(fast_policy: ResiliencePolicy) 
     pd.testing.assert_frame_equal(first, second)
 
 
+class RecordingCache(MemoryCache):
+    """A MemoryCache on a hand-moved clock that records the TTL of every write."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        super().__init__(timer=lambda: self.now)
+        self.ttls: list[int] = []
+
+    def set(self, key: str, value: bytes, ttl_seconds: int) -> None:
+        self.ttls.append(ttl_seconds)
+        super().set(key, value, ttl_seconds)
+
+
+def test_open_ended_answers_are_cached_briefly_and_refetched_after_the_short_ttl(
+    fast_policy: ResiliencePolicy,
+) -> None:
+    # Given a 600 s cache TTL and a 60 s TTL for open-ended requests
+    cache = RecordingCache()
+    caller = ResilientCaller("example", replace(fast_policy, cache_ttl_seconds=600, open_range_ttl_seconds=60), cache)
+    fetch = Script()
+
+    # When an open-ended request is repeated within 60 s, then it is served from the cache
+    caller.call({"symbol": "AAPL", "end": None}, fetch, open_ended=True)
+    cache.now = 59
+    caller.call({"symbol": "AAPL", "end": None}, fetch, open_ended=True)
+    assert (fetch.calls, cache.ttls) == (1, [60])
+
+    # When it is repeated after 60 s, then it is fetched again (and cached again for 60 s)
+    cache.now = 61
+    caller.call({"symbol": "AAPL", "end": None}, fetch, open_ended=True)
+    assert (fetch.calls, cache.ttls) == (2, [60, 60])
+
+
+def test_closed_ranges_keep_the_long_ttl(fast_policy: ResiliencePolicy) -> None:
+    # Given the same TTLs and a closed historical range
+    cache = RecordingCache()
+    caller = ResilientCaller("example", replace(fast_policy, cache_ttl_seconds=600, open_range_ttl_seconds=60), cache)
+    fetch = Script()
+    request = {"symbol": "AAPL", "start": "2024-01-02", "end": "2024-01-08"}
+
+    # When it is repeated after 61 s and after 599 s, then the first answer still serves it
+    caller.call(request, fetch, open_ended=False)
+    for now in (61, 599):
+        cache.now = now
+        caller.call(request, fetch, open_ended=False)
+    assert (fetch.calls, cache.ttls) == (1, [600])
+
+    # And it expires after 600 s
+    cache.now = 601
+    caller.call(request, fetch, open_ended=False)
+    assert fetch.calls == 2
+
+
+def test_requests_are_open_ended_unless_declared_closed(fast_policy: ResiliencePolicy) -> None:
+    cache = RecordingCache()
+    ResilientCaller("example", replace(fast_policy, open_range_ttl_seconds=45), cache).call({}, Script())
+    assert cache.ttls == [45]
+
+
+def test_zero_open_range_ttl_leaves_open_ended_answers_uncached(fast_policy: ResiliencePolicy) -> None:
+    # Given open-ended answers are not to be cached at all
+    cache = RecordingCache()
+    caller = ResilientCaller("example", replace(fast_policy, open_range_ttl_seconds=0), cache)
+    fetch = Script()
+
+    # When an open-ended request is made twice, then both went to the source and nothing was stored
+    caller.call({"end": None}, fetch, open_ended=True)
+    caller.call({"end": None}, fetch, open_ended=True)
+    assert (fetch.calls, len(cache)) == (2, 0)
+
+    # And a closed range is still cached
+    caller.call({"end": "2024-01-08"}, fetch, open_ended=False)
+    caller.call({"end": "2024-01-08"}, fetch, open_ended=False)
+    assert (fetch.calls, cache.ttls) == (3, [fast_policy.cache_ttl_seconds])
+
+
 def test_zero_ttl_disables_the_cache(fast_policy: ResiliencePolicy) -> None:
     cache = MemoryCache()
     caller = ResilientCaller("example", replace(fast_policy, cache_ttl_seconds=0), cache)
     fetch = Script()
-    caller.call({}, fetch)
-    caller.call({}, fetch)
-    assert fetch.calls == 2
+    caller.call({}, fetch, open_ended=False)
+    caller.call({}, fetch, open_ended=False)
+    caller.call({}, fetch, open_ended=True)
+    assert fetch.calls == 3
     assert len(cache) == 0
 
 

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 import redis
 from curl_cffi import requests as curl_requests
 from curl_cffi.const import CurlECode
+from yfinance import cache as yf_cache
+from yfinance import data as yf_data
 
 from portfolio_engine.adapters.market_data.cache import MemoryCache, RedisCache
 from portfolio_engine.adapters.market_data.resilience import ResiliencePolicy, retry_after_seconds
-from portfolio_engine.adapters.market_data.yahoo import YahooSession, YahooSource
+from portfolio_engine.adapters.market_data.yahoo import YahooSession, YahooSource, is_settled
 from portfolio_engine.exceptions import (
     CircuitOpenError,
     ConfigurationError,
@@ -282,6 +288,148 @@ def test_redis_cache_hit_makes_no_request(
     keys = [k.decode() if isinstance(k, bytes) else k for k in redis.Redis.from_url(redis_url).keys("*")]
     assert len(keys) == 1
     assert keys[0].startswith("spe:cache:yahoo:")
+
+
+def _until_friday() -> dict[str, Any]:
+    """The recorded history without its last bar (Monday 8 January): what Yahoo served a poll on Friday."""
+    until_friday = load_fixture(HISTORY)
+    result = until_friday["chart"]["result"][0]
+    result["timestamp"] = result["timestamp"][:4]
+    for series in (*result["indicators"]["quote"][0].values(), result["indicators"]["adjclose"][0]["adjclose"]):
+        del series[4:]
+    return dict(until_friday)
+
+
+def _history_calls(http: YahooRecorder) -> int:
+    return len([c for c in http.chart_calls("AAPL") if "period1" in c.params])
+
+
+def test_an_open_range_is_never_served_from_the_cache(yahoo_http: YahooRecorder, fast_policy: ResiliencePolicy) -> None:
+    # Given a cached source that keeps no open-ended answer (open_range_ttl_seconds=0), whose history
+    # answer gains a bar between two polls through "now"
+    _serve_aapl(yahoo_http, Answer.json(_until_friday()), Answer.json(load_fixture(HISTORY)))
+    cache = MemoryCache()
+    source = YahooSource(policy=replace(fast_policy, open_range_ttl_seconds=0), cache=cache)
+
+    # When the same open-ended request (no end) is made twice
+    first = source.fetch(["AAPL"], START)
+    second = source.fetch(["AAPL"], START)
+
+    # Then both went to Yahoo, the second sees the new bar, and nothing was cached
+    assert (len(first), len(second)) == (4, 5)
+    assert _history_calls(yahoo_http) == 2
+    assert len(cache) == 0
+
+
+class Clock:
+    """Monotonic seconds moved by hand, for ``MemoryCache(timer=...)``."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_open_range_is_refetched_after_the_short_ttl(
+    yahoo_http: YahooRecorder, fast_policy: ResiliencePolicy
+) -> None:
+    # Given a cache TTL of 600 s, 60 s for open-ended requests, and a history that gains a bar later
+    _serve_aapl(yahoo_http, Answer.json(_until_friday()), Answer.json(load_fixture(HISTORY)))
+    clock = Clock()
+    policy = replace(fast_policy, cache_ttl_seconds=600, open_range_ttl_seconds=60)
+    source = YahooSource(policy=policy, cache=MemoryCache(timer=clock))
+
+    # When a poll through "now" (no end) is repeated 59 s later, then the cache answers it
+    first = source.fetch(["AAPL"], START)
+    clock.now = 59
+    again = source.fetch(["AAPL"], START)
+    assert (len(first), len(again), _history_calls(yahoo_http)) == (4, 4, 1)
+
+    # When it is repeated 61 s after the first, then Yahoo is asked again and the new bar shows
+    clock.now = 61
+    later = source.fetch(["AAPL"], START)
+    assert (len(later), _history_calls(yahoo_http)) == (5, 2)
+    pd.testing.assert_frame_equal(later, EXPECTED_AAPL, check_dtype=False)
+
+
+def test_a_past_range_keeps_the_long_ttl(yahoo_http: YahooRecorder, fast_policy: ResiliencePolicy) -> None:
+    # Given the same TTLs, and a Yahoo that would answer differently if asked again
+    _serve_aapl(yahoo_http, Answer.json(load_fixture(HISTORY)), Answer.json(_until_friday()))
+    clock = Clock()
+    policy = replace(fast_policy, cache_ttl_seconds=600, open_range_ttl_seconds=60)
+    source = YahooSource(policy=policy, cache=MemoryCache(timer=clock))
+
+    # When the closed range of January 2024 is fetched, then again 599 s later
+    first = source.fetch(["AAPL"], START, END)
+    clock.now = 599
+    again = source.fetch(["AAPL"], START, END)
+
+    # Then the second came from the cache
+    assert _history_calls(yahoo_http) == 1
+    pd.testing.assert_frame_equal(first, again)
+
+    # And after 600 s the entry is gone (yfinance's own LRU of past ranges, cleared here, would answer next)
+    clock.now = 601
+    yf_data.YfData.cache_get.cache_clear()
+    source.fetch(["AAPL"], START, END)
+    assert _history_calls(yahoo_http) == 2
+
+
+@pytest.fixture
+def yf_disk_caches(yahoo_http: YahooRecorder, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """yfinance's real on-disk time-zone and cookie caches instead of the recorder's dummies; all restored after."""
+    managers = (yf_cache._TzDBManager, yf_cache._CookieDBManager, yf_cache._ISINDBManager)
+    for manager in managers:
+        monkeypatch.setattr(manager, "_cache_dir", manager._cache_dir)
+        monkeypatch.setattr(manager, "_db", None)
+    monkeypatch.setattr(yf_cache._TzCacheManager, "_tz_cache", None)
+    monkeypatch.setattr(yf_cache._CookieCacheManager, "_Cookie_cache", None)
+    yield
+    for manager in managers:
+        manager.close_db()
+
+
+def test_cache_dir_holds_yfinances_disk_caches(
+    yf_disk_caches: None, yahoo_http: YahooRecorder, fast_policy: ResiliencePolicy, tmp_path: Path
+) -> None:
+    # Given a source told to keep yfinance's caches in a folder that does not exist yet (as on Lambda)
+    _serve_aapl(yahoo_http)
+    folder = tmp_path / "spe" / "yfinance"
+    source = YahooSource(policy=fast_policy, cache_dir=folder)
+
+    # Then the folder exists and yfinance's time-zone, cookie and ISIN caches point at it
+    assert source.cache_dir == folder and folder.is_dir()
+    managers = (yf_cache._TzDBManager, yf_cache._CookieDBManager, yf_cache._ISINDBManager)
+    assert {manager.get_location() for manager in managers} == {str(folder)}
+
+    # When it fetches, then yfinance stored AAPL's exchange time zone there, not under ~/.cache
+    source.fetch(["AAPL"], START, END)
+    with sqlite3.connect(folder / "tkr-tz.db") as db:
+        assert db.execute("SELECT key, value FROM _tz_kv").fetchall() == [("AAPL", "America/New_York")]
+    assert (folder / "cookies.db").is_file()
+
+
+def test_unusable_cache_dir_is_a_configuration_error(yahoo_http: YahooRecorder, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigurationError, match="yfinance's cache folder") as caught:
+        YahooSource(cache_dir=blocker / "yfinance")
+    assert "/tmp" in caught.value.hint
+
+
+@pytest.mark.parametrize(
+    ("end", "settled"),
+    [
+        (None, False),  # through now
+        (date(2024, 3, 11), False),  # today
+        (date(2024, 3, 10), False),  # yesterday: still going on west of UTC when the UTC day turns
+        (date(2024, 3, 9), True),
+        (date(2024, 1, 8), True),
+    ],
+)
+def test_only_ranges_over_in_every_time_zone_are_settled(end: date | None, settled: bool) -> None:
+    assert is_settled(end, today=date(2024, 3, 11)) is settled
 
 
 def test_unsupported_interval_is_a_configuration_error(yahoo_http: YahooRecorder) -> None:
