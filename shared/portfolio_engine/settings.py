@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ValidationMode = Literal["reject", "forward_fill", "quarantine"]
@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     index_symbol: str = "^GSPC"
     validation_policy: ValidationMode = "forward_fill"
     max_forward_fill: int = Field(default=5, ge=0)
+    validation_calendar: str | None = Field(
+        default="XNYS", description="Exchange calendar bars are checked against; 'none' for the symbols' own dates."
+    )
 
     alpha_vantage_api_key: SecretStr | None = None
     alpha_vantage_secret_id: str | None = Field(default=None, description="Secrets Manager id holding the key.")
@@ -56,6 +59,11 @@ class Settings(BaseSettings):
     source_timeout_seconds: float | None = Field(default=None, gt=0)
     cache_ttl_seconds: int | None = Field(default=None, ge=0)
     open_range_ttl_seconds: int | None = Field(default=None, ge=0)
+
+    @field_validator("validation_calendar", mode="before")
+    @classmethod
+    def _no_calendar(cls, value: object) -> object:
+        return None if isinstance(value, str) and value.strip().lower() in ("", "none", "null") else value
 
     def resolved_lake_uri(self) -> str:
         """The lake root, defaulting to ``<data_dir>/lake`` as an absolute path."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import exchange_calendars as xcals
 import pandas as pd
 from typer.testing import CliRunner
 
@@ -63,9 +64,8 @@ def test_bad_options_exit_1_naming_the_option(data_dir: Path) -> None:
 
 def test_ingest_a_user_file_then_run_on_it(data_dir: Path, tmp_path: Path) -> None:
     file = tmp_path / "mine.csv"
-    pd.DataFrame(
-        {"Date": pd.bdate_range("2021-01-04", periods=300), "Ticker": "ZZZ", "Adj Close": range(100, 400)}
-    ).to_csv(file, index=False)
+    sessions = xcals.get_calendar("XNYS").sessions_in_range("2021-01-04", "2022-12-30")[:300]
+    pd.DataFrame({"Date": sessions, "Ticker": "ZZZ", "Adj Close": range(100, 400)}).to_csv(file, index=False)
     code, ingest = _json(["data", "ingest", "--source", "file", "--file", str(file), "--json"])
     assert code == 0 and ingest["rows_new"] == 300 and ingest["symbols"] == ["ZZZ"]
     code, summary = _json(["run", "--source", "file", "--file", str(file), "--symbols", "ZZZ", "--json"])

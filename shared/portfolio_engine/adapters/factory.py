@@ -54,7 +54,11 @@ def default_universe(settings: Settings, source: MarketDataSource) -> Sequence[s
 
 def validation_policy(settings: Settings, mode: ValidationMode | None = None) -> ValidationPolicy:
     """The validation policy of a run: its own mode, or the configured one."""
-    return ValidationPolicy(mode=mode or settings.validation_policy, max_ffill=settings.max_forward_fill)
+    return ValidationPolicy(
+        mode=mode or settings.validation_policy,
+        max_ffill=settings.max_forward_fill,
+        calendar=settings.validation_calendar,
+    )
 
 
 def reference_tables() -> dict[str, Callable[[], pd.DataFrame]]:

@@ -1,10 +1,12 @@
 """Bounded forward filling of missing and unusable prices, within each symbol, never backward.
 
-The table is laid on a grid of (universe calendar date, symbol). A price cell needs repair when it
-lies between the symbol's first and last bar and is missing (no bar that day), NaN, infinite or not
-positive. Repairs copy the last good value of the same column of the same symbol. A run of cells to
-repair is filled only when it is at most ``max_ffill`` cells long: a longer outage is not papered
-over (none of it is filled) and stays an error for the policy to reject or quarantine.
+Each symbol is filled along its own bars plus the bars its calendar says it lacks (``missing``, from
+:func:`portfolio_engine.data._checks.missing_bars`): an exchange's sessions between the symbol's first
+and last bar, or the universe's dates without a calendar. No other symbol's dates enter. A price cell
+needs repair when it is missing (no bar that day), NaN, infinite or not positive. Repairs copy the
+last good value of the same column of the same symbol. A run of cells to repair is filled only when
+it is at most ``max_ffill`` cells long: a longer outage is not papered over (none of it is filled)
+and stays an error for the policy to reject or quarantine.
 """
 
 from __future__ import annotations
@@ -43,27 +45,30 @@ class FillLog:
     non_positive: tuple[np.ndarray, np.ndarray]
 
 
-def _run_lengths(invalid: np.ndarray) -> np.ndarray:
-    """Length of the run of consecutive True cells (down each column) that each cell belongs to.
+def _run_lengths(invalid: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """Length of the run of consecutive True cells that each cell belongs to, within one symbol.
 
     Parameters
     ----------
-    invalid : ndarray of bool, shape (n_dates, n_columns)
+    invalid : ndarray of bool, shape (n_rows,)
+    first : ndarray of bool, shape (n_rows,)
+        True on each symbol's first row: runs never cross symbols.
 
     Returns
     -------
-    ndarray of int, shape (n_dates, n_columns)
+    ndarray of int, shape (n_rows,)
         Run length for True cells, 0 elsewhere.
     """
-    n_dates, n_cols = invalid.shape
-    # Valid cells close a run: every invalid cell shares its label with the invalid cells above it up
-    # to the previous valid cell. Offsetting each column keeps labels of different columns apart.
-    label = np.cumsum(~invalid, axis=0) + np.arange(n_cols)[None, :] * (n_dates + 1)
-    counts = np.bincount(label[invalid], minlength=n_cols * (n_dates + 1))
+    # Valid cells and each symbol's first row open a new label: every invalid cell shares its label
+    # with the invalid cells above it, back to the previous valid cell of the same symbol.
+    label = np.cumsum(~invalid | first)
+    counts = np.bincount(label[invalid], minlength=int(label[-1]) + 1 if len(label) else 1)
     return np.where(invalid, counts[label], 0)
 
 
-def forward_fill(frame: pd.DataFrame, max_ffill: int) -> tuple[pd.DataFrame, FillLog]:
+def forward_fill(
+    frame: pd.DataFrame, max_ffill: int, missing: tuple[np.ndarray, np.ndarray] | None = None
+) -> tuple[pd.DataFrame, FillLog]:
     """Fill missing, non-finite and non-positive prices forward, at most ``max_ffill`` bars in a row.
 
     Parameters
@@ -72,84 +77,89 @@ def forward_fill(frame: pd.DataFrame, max_ffill: int) -> tuple[pd.DataFrame, Fil
         Prepared canonical bars: sorted by ``(symbol, date)``, unique keys.
     max_ffill : int
         Longest run of consecutive bars a column may be filled over; 0 fills nothing.
+    missing : tuple of (ndarray, ndarray), optional
+        ``(symbols, dates)`` of the bars each symbol lacks, between its first and last bar, that may
+        be inserted. None inserts nothing (only the prices of existing bars are repaired).
 
     Returns
     -------
     filled : DataFrame of shape (n_rows + n_inserted, 8)
         Canonical bars sorted by ``(symbol, date)``. Valid prices are never changed; inserted bars
-        (calendar gaps short enough to fill) have NaN volume. Open/high/low are filled only on bars
-        that report some of them, and on inserted bars that follow a bar with OHLC.
+        (gaps short enough to fill) have NaN volume. Open/high/low are filled only on bars that
+        report some of them, and on inserted bars that follow a bar with OHLC.
     log : FillLog
         What was filled, and why.
     """
-    calendar, date_idx = np.unique(frame["date"].to_numpy(dtype="datetime64[ns]"), return_inverse=True)
-    symbols, sym_idx = np.unique(frame["symbol"].to_numpy(dtype=object), return_inverse=True)
-    n_dates, n_syms = len(calendar), len(symbols)
-    present = np.zeros((n_dates, n_syms), dtype=bool)
-    present[date_idx, sym_idx] = True
-    first = np.full(n_syms, n_dates)
-    last = np.full(n_syms, -1)
-    np.minimum.at(first, sym_idx, date_idx)
-    np.maximum.at(last, sym_idx, date_idx)
-    rows = np.arange(n_dates)[:, None]
-    span = (rows >= first[None, :]) & (rows <= last[None, :])
+    rows = frame[list(BAR_COLUMNS)].assign(_present=True)
+    if missing is not None and len(missing[0]):
+        extra = pd.DataFrame(
+            {
+                "date": np.asarray(missing[1], dtype="datetime64[ns]"),
+                "symbol": pd.array(np.asarray(missing[0], dtype=object), dtype="string"),
+            }
+        )
+        rows = pd.concat([rows, extra.assign(_present=False)], ignore_index=True)
+        rows = rows.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
+    n = len(rows)
+    symbols = rows["symbol"].to_numpy(dtype=object)
+    dates = rows["date"].to_numpy(dtype="datetime64[ns]")
+    present = rows["_present"].to_numpy(dtype=bool)
+    first = np.ones(n, dtype=bool)
+    first[1:] = symbols[1:] != symbols[:-1]
+    group = np.cumsum(first) - 1
 
-    def grid(column: str) -> np.ndarray:
-        out = np.full((n_dates, n_syms), np.nan)
-        out[date_idx, sym_idx] = frame[column].to_numpy(dtype="float64")
-        return out
+    def carry(values: np.ndarray) -> np.ndarray:
+        """Carry the last non-NaN value forward within each symbol."""
+        return pd.Series(values).groupby(group).ffill().to_numpy(dtype="float64")
 
     # OHLC cells need a price on bars that report any of open/high/low; an inserted bar follows the
     # bar before it (OHLC if that bar had it), so a gap inside an OHLC period gets OHLC too.
-    ohlc_bar = np.isfinite(np.stack([grid(c) for c in OHLC_COLUMNS])).any(axis=0)
-    carried_flag = pd.DataFrame(np.where(present, ohlc_bar, np.nan)).ffill().to_numpy()
-    needs_ohlc = np.where(present, ohlc_bar, carried_flag == 1.0)
+    ohlc_bar = np.isfinite(rows[list(OHLC_COLUMNS)].to_numpy(dtype="float64")).any(axis=1)
+    needs_ohlc = np.where(present, ohlc_bar, carry(np.where(present, ohlc_bar, np.nan)) == 1.0)
 
-    filled_grids: dict[str, np.ndarray] = {}
+    filled: dict[str, np.ndarray] = {}
     fillable: dict[str, np.ndarray] = {}
-    non_finite_cells = np.zeros((n_dates, n_syms), dtype=bool)
-    non_positive_cells = np.zeros((n_dates, n_syms), dtype=bool)
+    non_finite_cells = np.zeros(n, dtype=bool)
+    non_positive_cells = np.zeros(n, dtype=bool)
     for column in PRICE_COLUMNS:
-        values = grid(column)
-        required = span if column not in OHLC_COLUMNS else span & needs_ohlc
+        values = rows[column].to_numpy(dtype="float64")
+        required = np.ones(n, dtype=bool) if column not in OHLC_COLUMNS else needs_ohlc
         with np.errstate(invalid="ignore"):
             good = np.isfinite(values) & (values > 0)
         invalid = required & ~good
         # The source of a fill is the last good value of the column: mask everything else and carry forward.
-        carried = pd.DataFrame(np.where(good, values, np.nan)).ffill().to_numpy()
-        can = invalid & (_run_lengths(invalid) <= max_ffill) & np.isfinite(carried)
-        filled_grids[column] = np.where(can, carried, values)
+        carried = carry(np.where(good, values, np.nan))
+        can = invalid & (_run_lengths(invalid, first) <= max_ffill) & np.isfinite(carried)
+        filled[column] = np.where(can, carried, values)
         fillable[column] = can
         non_finite_cells |= can & present & ~np.isfinite(values)
         with np.errstate(invalid="ignore"):
             non_positive_cells |= can & present & np.isfinite(values) & (values <= 0)
 
     # A missing bar is inserted only if its adjusted close can be filled: the rest of the gap stays a gap.
-    inserted = span & ~present & fillable["adj_close"]
+    inserted = ~present & fillable["adj_close"]
     keep = present | inserted
-    s_idx, d_idx = np.nonzero(keep.T)  # symbol-major: sorted by (symbol, date)
-    volume = grid("volume")
     columns: dict[str, object] = {
-        "date": pd.DatetimeIndex(calendar[d_idx]).astype("datetime64[ns]"),
-        "symbol": pd.array(symbols[s_idx], dtype="string"),
+        "date": pd.DatetimeIndex(dates[keep]).astype("datetime64[ns]"),
+        "symbol": pd.array(symbols[keep], dtype="string"),
     }
     for column in PRICE_COLUMNS:
-        columns[column] = filled_grids[column][d_idx, s_idx]
-    columns["volume"] = volume[d_idx, s_idx]
+        columns[column] = filled[column][keep]
+    columns["volume"] = rows["volume"].to_numpy(dtype="float64")[keep]
     out = pd.DataFrame(columns)[list(BAR_COLUMNS)]
 
-    cells_per_symbol = sum((fillable[c] & keep).sum(axis=0) for c in PRICE_COLUMNS)
-    inserted_per_symbol = inserted.sum(axis=0)
+    cells = sum(fillable[c] & keep for c in PRICE_COLUMNS)
+    cells_by_symbol = pd.Series(np.asarray(cells, dtype=np.int64)).groupby(symbols).sum()
+    inserted_by_symbol = pd.Series(inserted.astype(np.int64)).groupby(symbols).sum()
 
     def where(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        s, d = np.nonzero(mask.T)
-        return symbols[s], calendar[d]
+        return symbols[mask], dates[mask]
 
     log = FillLog(
-        cells=int(np.sum(cells_per_symbol)),
+        cells=int(np.sum(cells)),
         rows_inserted=int(inserted.sum()),
-        cells_by_symbol={str(s): int(n) for s, n in zip(symbols, cells_per_symbol, strict=True) if n},
-        inserted_by_symbol={str(s): int(n) for s, n in zip(symbols, inserted_per_symbol, strict=True) if n},
+        cells_by_symbol={str(s): int(k) for s, k in cells_by_symbol.items() if k},
+        inserted_by_symbol={str(s): int(k) for s, k in inserted_by_symbol.items() if k},
         inserted=where(inserted),
         non_finite=where(non_finite_cells),
         non_positive=where(non_positive_cells),

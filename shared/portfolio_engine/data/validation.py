@@ -8,10 +8,36 @@ Bad data is never used silently. :func:`validate_bars` runs every check on a lon
     ``error.report``) if any check fails at error severity;
 ``forward_fill``
     repair missing bars and NaN/inf/non-positive prices by carrying the last good price of the same
-    symbol forward, at most ``max_ffill`` bars in a row and never backward, then check again; what
-    cannot be repaired is handled by ``on_unfixable`` (``reject`` or ``quarantine``);
+    symbol forward, at most ``max_ffill`` bars in a row and never backward, and drop bars on days
+    that are not sessions of the calendar, then check again; every repair is counted in the
+    report's ``changes`` and listed as an issue. What cannot be repaired is handled by
+    ``on_unfixable`` (``reject`` or ``quarantine``);
 ``quarantine``
     drop every symbol with an error, and list it in the report.
+
+The trading calendar
+--------------------
+Every symbol is checked against the sessions of its exchange, ``ValidationPolicy.calendar``
+(``"XNYS"``, the New York Stock Exchange, by default; any code of the ``exchange_calendars``
+package, computed offline). Each symbol is checked on its own: what a symbol's bars look like after
+validation never depends on which other symbols were validated with it.
+
+* A bar on a day that is not a session (a weekend, a holiday, an unscheduled closure) is
+  ``off_calendar``. The exchange made no such price: under ``forward_fill`` the bar is dropped
+  (``changes["rows_dropped"]``, issue action ``"dropped"``); only a severity override to
+  ``"warning"`` keeps it, reported.
+* A session without a bar between a symbol's first and last bar is a ``calendar_gap``. Gaps every
+  symbol shares (a source outage) and gaps of a single-symbol table are seen too. ``forward_fill``
+  inserts the symbol's missing sessions only (runs up to ``max_ffill``), never another symbol's dates.
+* Intraday bars (timestamps not at midnight, UTC) belong to the session of their date in the
+  exchange's time zone; a session with no bar at all is a ``calendar_gap`` that filling does not
+  repair (it would invent a day of bars). Missing bars inside a session are not checked: illiquid
+  symbols legitimately skip intervals.
+
+``calendar=None`` falls back to the union of the dates of the symbols validated together: for
+sources with no exchange calendar (user data mixing exchanges) it needs no calendar, but it cannot
+see gaps shared by every symbol and lets a stray bar of one symbol make gaps in all the others.
+Crypto and FX can use the ``"24/7"`` and ``"24/5"`` calendars instead.
 
 Checks and their default severity (``severity_overrides`` changes them, ``"off"`` skips a check):
 
@@ -24,10 +50,13 @@ missing_key           error     rows with no date or no symbol
 missing_symbol        error     an ``expected_symbols`` entry without a single bar
 duplicate_timestamp   error     a repeated ``(symbol, date)``
 non_monotonic         error     a bar earlier than the previous bar of its symbol, in input order
-calendar_gap          error     a date of the universe's calendar (union of all symbols' dates) that a
-                                symbol lacks between its first and last bar (fillable)
-long_gap              warning   more than ``max_gap_bdays`` business days missing between two bars
-                                (exchange closures, e.g. 11-14 Sep 2001)
+off_calendar          error     a bar on a day that is not a session of ``calendar`` (dropped under
+                                ``forward_fill``)
+calendar_gap          error     a session of ``calendar`` (without one: a date of the union of all
+                                symbols' dates) that a symbol lacks between its first and last bar
+                                (fillable for daily bars)
+long_gap              warning   without a calendar only: more than ``max_gap_bdays`` business days
+                                missing between two bars (closures, outages shared by all symbols)
 non_finite            error     NaN/inf in close/adj_close, or a bar with some but not all of
                                 open/high/low (fillable)
 non_positive          error     a zero or negative price (fillable)
@@ -45,10 +74,13 @@ ohlc_inconsistent     error     ``low <= open, close <= high`` violated
 ====================  ========  =====================================================================
 
 On the bundled real data (20 stocks and the S&P 500 index, 1990-2022) the default policy passes with
-warnings only: ``long_gap`` (the 2001 closure, 21 symbols), ``outlier`` (154 bars), ``stale_price``
-(RRC's illiquid early 1990s, 581 bars; JPM, 6), one ``split_jump`` warning (RRC, 10 Apr 1990, a move by
-exactly 1/3 of a price quoted in eighths of a dollar) and, where the index's OHLC (1999-2018) is merged
-with its closes, ``ohlc_partial`` for the close-only bars.
+warnings only. Its 8,313 dates are exactly the 8,313 NYSE sessions from 2 Jan 1990 to 28 Dec 2022,
+closures included (11-14 Sep 2001, Hurricane Sandy 29-30 Oct 2012, the days of mourning for Nixon,
+Reagan, Ford and G. H. W. Bush); the factor ETFs (2014-2022) and the index's OHLCV file (1999-2018)
+match too. The warnings: ``outlier`` (154 bars), ``stale_price`` (RRC's illiquid early 1990s, 581
+bars; JPM, 6), one ``split_jump`` (RRC, 10 Apr 1990, a move by exactly 1/3 of a price quoted in
+eighths of a dollar) and, where the index's OHLC (1999-2018) is merged with its closes,
+``ohlc_partial`` for the close-only bars.
 """
 
 from __future__ import annotations
@@ -67,6 +99,7 @@ from portfolio_engine.data._checks import (
     STRUCTURAL_CHECKS,
     CheckParams,
     Finding,
+    TradingCalendar,
 )
 from portfolio_engine.data._ffill import FillLog, forward_fill
 from portfolio_engine.data.schema import BAR_COLUMNS, NUMERIC_COLUMNS, conform_bars, empty_bars
@@ -100,9 +133,14 @@ class ValidationPolicy(BaseModel):
         runs are left alone and stay errors. 0 repairs nothing.
     on_unfixable : {"reject", "quarantine"}, default "reject"
         Under ``forward_fill``, what happens to errors that filling cannot repair.
+    calendar : str or None, default "XNYS"
+        Exchange calendar (an ``exchange_calendars`` code or alias, stored as the code) whose
+        sessions daily bars must fall on and cover: ``off_calendar`` and ``calendar_gap``. None
+        falls back to the union of the validated symbols' dates (see the module docstring), for
+        sources with no exchange calendar, e.g. user data across exchanges.
     max_gap_bdays : int, default 3
-        ``long_gap`` warns when more business days than this are missing between two bars (an
-        ordinary holiday weekend misses 1, Hurricane Sandy 2, the 2001 closure 4).
+        Without a calendar, ``long_gap`` warns when more business days than this are missing between
+        two bars (an ordinary holiday weekend misses 1, Hurricane Sandy 2, the 2001 closure 4).
     stale_bars : int, default 5
         ``stale_price`` warns on more than this many consecutive bars with the same adj_close.
     outlier_z : float, default 10.0
@@ -129,7 +167,7 @@ class ValidationPolicy(BaseModel):
     Raises
     ------
     pydantic.ValidationError
-        On a negative threshold, an unknown check name or an override of a structural check.
+        On a negative threshold, an unknown check name or calendar, or an override of a structural check.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -137,6 +175,7 @@ class ValidationPolicy(BaseModel):
     mode: Mode = "reject"
     max_ffill: int = Field(default=3, ge=0)
     on_unfixable: Literal["reject", "quarantine"] = "reject"
+    calendar: str | None = "XNYS"
     max_gap_bdays: int = Field(default=3, ge=0)
     stale_bars: int = Field(default=5, ge=1)
     outlier_z: float = Field(default=10.0, gt=0)
@@ -154,6 +193,18 @@ class ValidationPolicy(BaseModel):
         if any(k < 2 for k in value):
             raise ValueError(f"split ratios must be integers >= 2 (k of a k-for-1 split); got {value}")
         return tuple(sorted(set(value)))
+
+    @field_validator("calendar")
+    @classmethod
+    def _known_calendar(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value not in _checks.calendar_names():
+            raise ValueError(
+                f"unknown exchange calendar {value!r}: use a code of the exchange_calendars package, e.g. 'XNYS' "
+                "(NYSE), 'XNAS' (Nasdaq), 'XLON' (London), '24/7' (crypto), or None for the union of the symbols' dates"
+            )
+        return _checks.canonical_calendar_name(value)
 
     @field_validator("severity_overrides")
     @classmethod
@@ -205,13 +256,15 @@ class Issue:
         Affected symbol; None for table-level issues (schema, rows without a key).
     severity : {"error", "warning"}
     count : int
-        Offending bars (for ``calendar_gap``: missing bars; for ``missing_symbol``: 1).
+        Offending bars (for ``calendar_gap``: missing sessions, or dates without a calendar; for
+        ``missing_symbol``: 1).
     first_date, last_date : Timestamp or None
         First and last offending bar.
     detail : str
         What was seen, in words.
     action : {"none", "forward_filled", "quarantined", "dropped"}
-        What the policy did about it. An error with action "none" is unresolved.
+        What the policy did about it: ``"dropped"`` for rows without a key under quarantine and
+        for off-calendar bars under forward_fill. An error with action "none" is unresolved.
     """
 
     check: str
@@ -251,12 +304,14 @@ class ValidationReport:
     issues : tuple of Issue
         In check order, then symbol order.
     symbol_status : dict of str to str
-        Per symbol: ``"quarantined"``, ``"error"`` (unresolved), ``"filled"`` (repaired, maybe with
-        warnings), ``"warning"`` or ``"ok"``.
+        Per symbol: ``"quarantined"``, ``"error"`` (unresolved), ``"filled"`` (repaired: prices or
+        bars forward-filled, off-calendar bars dropped; maybe with warnings), ``"warning"`` or ``"ok"``.
     changes : dict of str to int
         Every change made to the table: ``forward_filled`` (price cells), ``rows_inserted``,
-        ``rows_dropped``, ``symbols_quarantined``, ``duplicates_dropped``, ``columns_coerced``,
-        ``columns_added``, ``columns_dropped``.
+        ``rows_dropped`` (rows without a key, off-calendar bars dropped under ``forward_fill``, the
+        input rows of quarantined symbols), ``symbols_quarantined``, ``duplicates_dropped``,
+        ``columns_coerced``, ``columns_added``, ``columns_dropped``. Always
+        ``n_rows_out = n_rows_in - duplicates_dropped - rows_dropped + rows_inserted``.
     quarantined : tuple of str
         Symbols removed from the cleaned table.
     n_rows_in, n_rows_out : int
@@ -334,6 +389,9 @@ class ValidationReport:
         )
         if self.forward_filled:
             text += f", {self.forward_filled} price cell(s) forward-filled"
+        dropped = self.count(_checks.OFF_CALENDAR, action="dropped")
+        if dropped:
+            text += f", {dropped} off-calendar bar(s) dropped"
         if self.quarantined:
             text += f", quarantined {list(self.quarantined)}"
         return text
@@ -409,6 +467,39 @@ def _rejection(report: ValidationReport, message: str, hint: str | None = None) 
     # rides along as an attribute instead of through a subclass.
     setattr(error, "report", report)  # noqa: B010
     return error
+
+
+def _calendar(policy: ValidationPolicy, bars: pd.DataFrame) -> TradingCalendar | None:
+    """The policy's exchange calendar over the span of ``bars`` (None without one, or without bars).
+
+    Raises
+    ------
+    ConfigurationError
+        If ``exchange_calendars`` cannot build the calendar over those dates.
+    """
+    if policy.calendar is None or bars.empty:
+        return None
+    return _checks.trading_calendar(policy.calendar, pd.Timestamp(bars["date"].min()), pd.Timestamp(bars["date"].max()))
+
+
+def _drop_off_calendar(
+    bars: pd.DataFrame, calendar: TradingCalendar | None, policy: ValidationPolicy
+) -> tuple[pd.DataFrame, list[Issue]]:
+    """Under forward_fill, drop bars on days that are not sessions: the repair of ``off_calendar``.
+
+    Nothing is dropped when the check is off or lowered to a warning: the bars are then kept (and, as
+    a warning, reported).
+    """
+    drop = _checks.off_calendar_mask(bars, calendar)
+    if not drop.any() or policy.severity(_checks.OFF_CALENDAR, "error") != "error":
+        return bars, []
+    finding = _checks.off_calendar(bars, calendar)
+    issues = [
+        replace(issue, detail=f"{issue.detail}; {issue.count} bar(s) dropped")
+        for issue in _issues_from(finding, policy, action="dropped")
+    ]
+    logger.warning("off-calendar bars dropped", extra={"rows": int(drop.sum()), "calendar": policy.calendar})
+    return bars.loc[~drop].reset_index(drop=True), issues
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -497,6 +588,8 @@ def validate_bars(
         report is attached as ``error.report``.
     EmptyDataError
         If ``bars`` has no rows.
+    ConfigurationError
+        If the policy's calendar cannot be built over the bars' dates.
     """
     policy = policy or ValidationPolicy()
     if len(bars) == 0:
@@ -532,26 +625,33 @@ def validate_bars(
     # Value checks see one bar per key, oldest first; the repeats are already reported as errors.
     prepared = conformed.loc[~repeated].sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
     changes["duplicates_dropped"] = int(repeated.sum())
+    changes["rows_dropped"] = int(keyless.sum())
     params = policy.check_params()
+    calendar = _calendar(policy, prepared)
 
     log: FillLog | None = None
     if policy.mode == "forward_fill":
-        filled, log = forward_fill(prepared, policy.max_ffill)
+        prepared, dropped = _drop_off_calendar(prepared, calendar, policy)
+        issues += dropped
+        changes["rows_dropped"] += sum(i.count for i in dropped)
+        missing = _checks.missing_bars(prepared, calendar)
+        insertable = (missing.symbols[missing.fillable], missing.dates[missing.fillable])
+        prepared, log = forward_fill(prepared, policy.max_ffill, insertable)
+        what = f"{policy.calendar} session(s)" if calendar is not None else "date(s) of the universe"
         fixes = [
-            Finding(_checks.CALENDAR_GAP, "error", *log.inserted, {}),
-            Finding(_checks.NON_FINITE, "error", *log.non_finite, {}),
-            Finding(_checks.NON_POSITIVE, "error", *log.non_positive, {}),
+            (Finding(_checks.CALENDAR_GAP, "error", *log.inserted, {}), f"missing {what} inserted, prices"),
+            (Finding(_checks.NON_FINITE, "error", *log.non_finite, {}), "bar(s)"),
+            (Finding(_checks.NON_POSITIVE, "error", *log.non_positive, {}), "bar(s)"),
         ]
-        for fix in fixes:
+        for fix, noun in fixes:
             for issue in _issues_from(fix, policy, action="forward_filled"):
                 issues.append(
-                    replace(issue, detail=f"{issue.count} bar(s) forward-filled (runs <= {policy.max_ffill})")
+                    replace(issue, detail=f"{issue.count} {noun} forward-filled (runs <= {policy.max_ffill})")
                 )
-        prepared = filled
         changes["rows_inserted"] = log.rows_inserted
         changes["forward_filled"] = log.cells
 
-    for finding in _checks.value_checks(prepared, params):
+    for finding in _checks.value_checks(prepared, params, calendar):
         issues += _issues_from(finding, policy)
 
     unresolved_mode = policy.on_unfixable if policy.mode == "forward_fill" else policy.mode
@@ -566,13 +666,14 @@ def validate_bars(
         keep = ~prepared["symbol"].astype(str).isin(bad).to_numpy()
         prepared = prepared.loc[keep].reset_index(drop=True)
         changes["symbols_quarantined"] = len(bad)
-        changes["rows_dropped"] = int((~keep).sum()) + int(keyless.sum())
+        inserted_bad = 0
         if log is not None:
             # Count only the repairs that survive in the returned table.
             changes["forward_filled"] = sum(n for s, n in log.cells_by_symbol.items() if s not in bad)
             changes["rows_inserted"] = sum(n for s, n in log.inserted_by_symbol.items() if s not in bad)
-    elif keyless.any():
-        changes["rows_dropped"] = int(keyless.sum())
+            inserted_bad = log.rows_inserted - changes["rows_inserted"]
+        # Rows dropped are input rows: bars inserted for a quarantined symbol were never in the input.
+        changes["rows_dropped"] += int((~keep).sum()) - inserted_bad
 
     ordered = _order(issues)
     status = _statuses(symbols_in, ordered, quarantined)
@@ -619,7 +720,7 @@ def _statuses(symbols: Sequence[str], issues: Sequence[Issue], quarantined: Sequ
             level = "quarantined"
         elif issue.unresolved:
             level = "error"
-        elif issue.action == "forward_filled":
+        elif issue.action == "forward_filled" or (issue.action == "dropped" and issue.severity == "error"):
             level = "filled"
         elif issue.severity == "warning":
             level = "warning"

@@ -9,7 +9,9 @@ Conventions (what :func:`portfolio_engine.features.compute_features` does with a
 * prices are ``adj_close`` unless a feature needs OHLC;
 * volatilities are standard deviations of one-bar log returns, annualised with
   ``sqrt(periods_per_year)`` (252 trading days);
-* windows count bars, not calendar days;
+* windows count the symbol's own bars, not calendar days nor other symbols' dates;
+* beta and correlation pair a symbol's returns with the index's over the dates both have a bar;
+  ranks compare the symbols that have a value on a date;
 * a feature is NaN until its window is full (warm-up), and at date t uses bars at or before t only.
 """
 
@@ -23,7 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # Bump when the computation of any feature changes (formula, warm-up, seeding), so that feature sets
 # computed by older code get a different version even when their definition is the same.
-FEATURE_CODE_VERSION: int = 1
+# 2: indicators on each symbol's own bars, beta/correlation on the dates shared with the index (1 used
+#    the union of all symbols' dates; identical results where every symbol has the same dates).
+FEATURE_CODE_VERSION: int = 2
 
 
 class _Params(BaseModel):

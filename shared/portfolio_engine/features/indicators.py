@@ -1,10 +1,12 @@
-"""Technical indicators on wide frames, one column per symbol, one row per date (oldest first).
+"""Technical indicators on wide frames, one column per symbol, one row per bar (oldest first).
 
-Every function takes and returns frames of shape (n_dates, n_symbols) and works on all symbols at
-once with pandas' rolling and exponentially weighted windows (no Python loop over dates). Every value
-at row t depends on rows at or before t only: windows are trailing, exponential averages run forward,
+Every function takes and returns frames of shape (n_rows, n_symbols) and works on all symbols at
+once with pandas' rolling and exponentially weighted windows (no Python loop over dates). A row is a
+bar: ``compute_features`` passes frames whose row k holds each symbol's k-th bar, so a window of w
+rows is each symbol's last w bars; a frame indexed by dates works the same way. Every value at row
+t depends on rows at or before t only: windows are trailing, exponential averages run forward,
 nothing is filled backward or normalised over the full sample. Rows before a window is full are NaN;
-a symbol that starts later simply has NaN before its first price.
+a symbol that starts later (on a date index) simply has NaN before its first price.
 """
 
 from __future__ import annotations
@@ -198,18 +200,30 @@ def drawdown(prices: pd.DataFrame) -> pd.DataFrame:
 
 
 def rolling_beta_corr(
-    returns: pd.DataFrame, index_returns: pd.Series, window: int
+    returns: pd.DataFrame, index_returns: pd.Series | pd.DataFrame, window: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Compute rolling beta ``cov(r, m) / var(m)`` and correlation of each column's returns to the index's.
 
-    Only dates where both returns exist count; a value needs ``window`` such pairs. The index's beta
-    to itself is exactly 1 (its covariance and variance come from the same computation).
+    Only rows where both returns exist count; a value needs ``window`` such pairs.
+
+    Parameters
+    ----------
+    returns : DataFrame of shape (n_rows, n_symbols)
+    index_returns : Series of shape (n_rows,) or DataFrame of shape (n_rows, n_symbols)
+        One index series for every column, or one per column (the index's returns paired with each
+        symbol's on their shared dates), matched by column label. With a Series named like a column
+        of ``returns``, that column's beta and correlation are exactly 1 (the index to itself).
 
     Returns
     -------
-    beta, corr : DataFrame of shape (n_dates, n_symbols)
+    beta, corr : DataFrame of shape (n_rows, n_symbols)
     """
     roll = returns.rolling(window, min_periods=window)
+    if isinstance(index_returns, pd.DataFrame):
+        covariance = roll.cov(index_returns, pairwise=False)
+        paired_variance = index_returns.rolling(window, min_periods=window).cov(index_returns, pairwise=False)
+        corr = roll.corr(index_returns, pairwise=False)
+        return covariance / paired_variance.where(paired_variance > 0), corr
     covariance = roll.cov(index_returns)
     variance = index_returns.rolling(window, min_periods=window).cov(index_returns)
     beta = covariance.div(variance.where(variance > 0), axis=0)

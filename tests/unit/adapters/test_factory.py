@@ -71,6 +71,8 @@ def test_a_run_policy_overrides_the_configured_one() -> None:
     assert validation_policy(settings).mode == "reject"
     assert validation_policy(settings, "quarantine").mode == "quarantine"
     assert validation_policy(settings).max_ffill == 2
+    assert validation_policy(settings).calendar == "XNYS"
+    assert validation_policy(Settings(validation_calendar="none")).calendar is None
 
 
 def test_each_source_keeps_its_own_limits_unless_configured() -> None:
