@@ -5,7 +5,7 @@ Adapters in ``portfolio_engine.adapters`` implement them; use cases receive them
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -67,7 +67,11 @@ def describe(coverage: Sequence[Coverage]) -> dict[str, Any]:
 
 @runtime_checkable
 class MarketDataSource(Protocol):
-    """A source of bars in the canonical schema (``portfolio_engine.data.schema``)."""
+    """A source of bars in the canonical schema (``portfolio_engine.data.schema``).
+
+    A source may set ``incremental = False`` when it holds its whole history at no cost (a user
+    file): ingest then reads all of it instead of only what the lake lacks.
+    """
 
     name: str
 
@@ -115,7 +119,13 @@ class Lake(Protocol):
     ) -> pd.DataFrame: ...
 
     def write_bars(
-        self, bars: pd.DataFrame, source: str, *, zone: Zone, interval: str = "1d", replace: bool = False
+        self,
+        bars: pd.DataFrame,
+        source: str,
+        *,
+        zone: Zone,
+        interval: str = "1d",
+        replace: Collection[str] = (),
     ) -> UpsertResult: ...
 
     def write_features(self, features: pd.DataFrame, key: str, manifest: dict[str, Any]) -> str: ...

@@ -121,6 +121,19 @@ def test_bad_user_data_is_never_used_silently(data_dir: Path, tmp_path: Path, po
         assert [c.symbol for c in lake.inventory("file")] == ["AAPL"]
 
 
+def test_a_symbol_quarantined_later_loses_its_curated_history(data_dir: Path, tmp_path: Path) -> None:
+    # Given a clean run that curated AAPL and KO
+    payload = {"source": "file", "symbols": ["AAPL", "KO"], "validation_policy": "quarantine"}
+    clean, _ = _run({**payload, "file_uri": str(_write_prices(tmp_path / "clean.csv", broken=False))}, "run-clean")
+    lake = ParquetLake(str(data_dir / "lake"))
+    assert clean.succeeded and [c.symbol for c in lake.inventory("file")] == ["AAPL", "KO"]
+    # When the source later delivers broken KO prices and the run quarantines KO
+    broken, _ = _run({**payload, "file_uri": str(_write_prices(tmp_path / "broken.csv", broken=True))}, "run-broken")
+    # Then KO's earlier curated bars are gone too: nothing downstream can read them
+    assert broken.succeeded and broken.output["validation"]["quarantined"] == ["KO"]
+    assert [c.symbol for c in lake.inventory("file")] == ["AAPL"]
+
+
 @pytest.mark.slow
 def test_the_same_run_writes_to_s3_through_moto_server(
     data_dir: Path, s3_lake_uri: str, aws_env: str, monkeypatch: pytest.MonkeyPatch

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import date
 from typing import Any
 from urllib.parse import urlparse
@@ -176,14 +176,21 @@ class ParquetLake:
         return self._path(zone, dataset, f"source={source}")
 
     def write_bars(
-        self, bars: pd.DataFrame, source: str, *, zone: Zone, interval: str = "1d", replace: bool = False
+        self,
+        bars: pd.DataFrame,
+        source: str,
+        *,
+        zone: Zone,
+        interval: str = "1d",
+        replace: Collection[str] = (),
     ) -> UpsertResult:
         """Write canonical bars for one source.
 
         By default an upsert: new (symbol, date) rows are added and existing ones replaced; writing
-        the same bars twice changes nothing (the second result counts them all as unchanged). With
-        ``replace=True`` the bars are the complete history of their symbols: rows of those symbols
-        that the write does not contain are deleted (validation writes the curated zone this way).
+        the same bars twice changes nothing (the second result counts them all as unchanged). The
+        bars are the complete history of the symbols in ``replace``: their rows that the write does
+        not contain are deleted, a symbol with no bar in the write included (validation writes the
+        curated zone this way, so dropped rows and quarantined symbols do not linger).
 
         Raises
         ------
@@ -198,14 +205,14 @@ class ParquetLake:
             )
         directory = self._prices_dir(source, zone, interval)
         chunks = {int(year): chunk for year, chunk in bars.groupby(bars["date"].dt.year, sort=True)}
-        years = set(chunks) | (set(self._partition_years(directory)) if replace else set())
-        symbols = set(bars["symbol"].astype(str))
+        replaced = set(replace)
+        years = set(chunks) | (set(self._partition_years(directory)) if replaced else set())
         counts = dict.fromkeys(("new", "updated", "unchanged", "deleted", "written"), 0)
         for year in sorted(years):
             path = f"{directory}/year={year}/{_PART}"
             chunk = chunks.get(year, bars.iloc[:0])
             existing = self._read_table(path).to_pandas() if self._exists(path) else None
-            out = _merge_partition(existing, chunk, symbols if replace else set(), counts)
+            out = _merge_partition(existing, chunk, replaced, counts)
             if out is None:
                 continue
             self._write_table(path, pa.Table.from_pandas(out, schema=BAR_SCHEMA, preserve_index=False))

@@ -82,7 +82,10 @@ def ingest_prices(
     universe = list(request.symbols or default_universe)
     symbols = universe + [b for b in request.benchmarks if b not in universe]
     held = {c.symbol: c for c in lake.inventory(source.name, zone="raw", interval=request.interval)}
-    plan, nothing_new = plan_fetches(symbols, held, request.start, request.end, daily=request.interval == "1d")
+    if getattr(source, "incremental", True):
+        plan, nothing_new = plan_fetches(symbols, held, request.start, request.end, daily=request.interval == "1d")
+    else:
+        plan, nothing_new = {request.start: symbols}, []
 
     frames = []
     for first_needed, group in plan.items():

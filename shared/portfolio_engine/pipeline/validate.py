@@ -39,8 +39,9 @@ def validate_prices(task: ValidateInput, *, lake: Lake, policy: ValidationPolicy
         ) from exc
     report = result.report
     lake.put_json(report_key, {"run_id": task.run_id, "source": task.source, **report.to_dict()})
-    # The run validated the symbols' whole raw history: their curated history becomes exactly what passed.
-    lake.write_bars(result.bars, task.source, zone="curated", interval=task.interval, replace=True)
+    # The run validated the symbols' whole raw history: their curated history becomes exactly what
+    # passed, and a quarantined symbol has none.
+    lake.write_bars(result.bars, task.source, zone="curated", interval=task.interval, replace=task.symbols)
     cleared = sorted(set(result.bars["symbol"].astype(str)))
     logger.info(
         "validated", extra={"run_id": task.run_id, "errors": report.n_errors, "quarantined": report.quarantined}

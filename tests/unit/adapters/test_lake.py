@@ -122,9 +122,9 @@ def test_replace_makes_the_write_the_whole_history_of_its_symbols(lake: ParquetL
     # Given two symbols over three years
     bars = _bars(["AAA", "BBB"], "2019-12-20", 300)
     lake.write_bars(bars, "test", zone="curated")
-    # When AAA is written again with replace=True, without its first year and one later bar
+    # When AAA is written again as its whole history, without its first year and one later bar
     kept = bars[(bars.symbol == "AAA") & (bars.date >= "2020-01-01")].drop(index=bars.index[200])
-    result = lake.write_bars(kept, "test", zone="curated", replace=True)
+    result = lake.write_bars(kept, "test", zone="curated", replace=["AAA"])
     # Then AAA's other rows are gone, in every partition, and BBB is untouched
     back = lake.read_bars("test")
     pd.testing.assert_frame_equal(
@@ -132,6 +132,9 @@ def test_replace_makes_the_write_the_whole_history_of_its_symbols(lake: ParquetL
     )
     assert (back.symbol == "BBB").sum() == 300
     assert result.rows_deleted == 300 - len(kept) and result.rows_new == 0
+    # and a symbol replaced by nothing (quarantined) loses its whole history
+    gone = lake.write_bars(kept, "test", zone="curated", replace=["AAA", "BBB"])
+    assert gone.rows_deleted == 300 and set(lake.read_bars("test").symbol) == {"AAA"}
 
 
 def test_a_crashed_write_leaves_nothing_a_scan_reads(tmp_path: Path) -> None:

@@ -241,6 +241,10 @@ class UserFileSource:
         See ``read_user_bars``.
     """
 
+    #: A file is the whole history in hand: ingest re-reads all of it, so a corrected (or broken)
+    #: old bar is noticed; the lake's upsert keeps only what changed.
+    incremental = False
+
     def __init__(
         self,
         source: str | Path | bytes,
