@@ -9,7 +9,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from portfolio_engine.adapters.factory import build_lake, build_source, default_universe, reference_tables
+from portfolio_engine.adapters.factory import build_lake
+from portfolio_engine.adapters.sources import build_source, default_universe, reference_tables
 from portfolio_engine.contracts import IngestInput
 from portfolio_engine.pipeline.ingest import ingest_prices
 from portfolio_engine.settings import Settings

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from portfolio_engine.adapters import factory
+from portfolio_engine.adapters import sources
 from portfolio_engine.adapters.lake import ParquetLake
 from portfolio_engine.local.runner import InProcessLambda
 from portfolio_engine.pipeline.ingest import OVERLAP_DAYS
@@ -96,10 +96,10 @@ def yahoo(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> Iterator[YahooChar
     refuse_network(monkeypatch)
     # The archive's clock is simulated; the response cache's is not: polls must reach "Yahoo".
     monkeypatch.setenv("SPE_OPEN_RANGE_TTL_SECONDS", "0")
-    factory._cache.cache_clear()  # the factory's response cache is process-wide: start and end empty
+    sources._cache.cache_clear()  # the sources' response cache is process-wide: start and end empty
     with serving_yahoo(monkeypatch, YahooChartArchive(load_fixture(RECORDING), AFTER_FRIDAY_CLOSE)) as archive:
         yield archive
-    factory._cache.cache_clear()
+    sources._cache.cache_clear()
 
 
 def _invoke(lambdas: InProcessLambda, name: str, event: dict[str, Any]) -> dict[str, Any]:

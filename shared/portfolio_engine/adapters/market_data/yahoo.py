@@ -257,12 +257,12 @@ def use_cache_dir(cache_dir: str | Path) -> Path:
     except OSError as exc:
         raise ConfigurationError(
             f"Cannot create yfinance's cache folder {str(folder)!r}: {exc.strerror or exc}.",
-            hint="Use a writable folder, e.g. under /tmp on Lambda (the factory uses <data_dir>/yfinance).",
+            hint="Use a writable folder, e.g. under /tmp on Lambda (adapters.sources uses <data_dir>/yfinance).",
         ) from exc
     if not os.access(folder, os.R_OK | os.W_OK):
         raise ConfigurationError(
             f"yfinance's cache folder {str(folder)!r} is not readable and writable.",
-            hint="Use a writable folder, e.g. under /tmp on Lambda (the factory uses <data_dir>/yfinance).",
+            hint="Use a writable folder, e.g. under /tmp on Lambda (adapters.sources uses <data_dir>/yfinance).",
         )
     yf.set_tz_cache_location(str(folder))
     return folder
