@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -23,6 +23,9 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from portfolio_engine.exceptions import PortfolioEngineError, StateMachineError
+
+if TYPE_CHECKING:
+    from portfolio_engine.adapters.lake import ParquetLake
 
 app = typer.Typer(help="Stochastic Portfolio Engine.", no_args_is_help=True, pretty_exceptions_enable=False)
 data_app = typer.Typer(help="Market data: ingest, validate, show.", no_args_is_help=True)
@@ -51,6 +54,14 @@ def _setup(data_dir: Path | None, verbose: bool = False) -> None:
     # A failed step publishes no metric; powertools warns about that, which says nothing locally.
     warnings.filterwarnings("ignore", message="No application metrics to publish")
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "INFO" if verbose else "WARNING")
+
+
+def _lake() -> ParquetLake:
+    """The lake the settings point at (read after ``_setup`` has set the data directory)."""
+    from portfolio_engine.adapters.factory import build_lake
+    from portfolio_engine.settings import Settings
+
+    return build_lake(Settings())
 
 
 def _symbols(value: str | None) -> list[str] | None:
@@ -118,11 +129,9 @@ def run(
 ) -> None:
     """Run the rebalance state machine locally on the embedded default and print a summary."""
     _setup(data_dir, verbose)
-    from portfolio_engine.adapters.factory import build_lake
     from portfolio_engine.contracts import RunRequest
     from portfolio_engine.local.runner import LocalStateMachineRunner
     from portfolio_engine.pipeline.summary import summarize_run, task_steps
-    from portfolio_engine.settings import Settings
 
     with _errors_to_exit(as_json):
         request = _request(
@@ -150,7 +159,7 @@ def run(
                 "rebalance", request.model_dump(mode="json"), name=name
             )
         output = result.raise_for_status()
-        lake = build_lake(Settings())
+        lake = _lake()
         summary = summarize_run(output, lake, seconds=result.seconds, steps=task_steps(result.history))
         lake.put_json(f"reports/runs/{name}.json", summary)
     if as_json:
@@ -255,13 +264,11 @@ def data_validate(
 ) -> None:
     """Validate the raw bars in the lake, write the curated zone and print the validation report."""
     _setup(data_dir)
-    from portfolio_engine.adapters.factory import build_lake
     from portfolio_engine.contracts import ValidateInput
     from portfolio_engine.exceptions import EmptyDataError
-    from portfolio_engine.settings import Settings
 
     with _errors_to_exit(as_json):
-        lake = build_lake(Settings())
+        lake = _lake()
         wanted = _symbols(symbols) or [c.symbol for c in lake.inventory(source, zone="raw")]
         if not wanted:
             raise EmptyDataError(f"The lake has no raw prices from '{source}'.", hint="Run `spe data ingest` first.")
@@ -297,12 +304,10 @@ def data_show(
 ) -> None:
     """Show what the lake holds: universe, date range, row counts, feature sets."""
     _setup(data_dir)
-    from portfolio_engine.adapters.factory import build_lake
     from portfolio_engine.ports import describe
-    from portfolio_engine.settings import Settings
 
     with _errors_to_exit(as_json):
-        lake = build_lake(Settings())
+        lake = _lake()
         if zone not in ("raw", "curated"):
             from portfolio_engine.exceptions import ConfigurationError
 

@@ -134,13 +134,9 @@ class ParquetLake:
         try:
             with self.fs.open_input_stream(path) as stream:
                 return bytes(stream.read())
-        except FileNotFoundError as exc:
+        except FileNotFoundError as exc:  # pyarrow's answer to a missing key, locally and on S3
             raise LakeError(f"No object {path} in the lake {self.uri}.", hint="Run `spe data ingest` first.") from exc
         except OSError as exc:
-            if "not exist" in str(exc).lower() or "NoSuchKey" in str(exc):
-                raise LakeError(
-                    f"No object {path} in the lake {self.uri}.", hint="Run `spe data ingest` first."
-                ) from exc
             raise LakeError(f"Cannot read {path} from the lake {self.uri}: {exc}", hint=_reach_hint(self.uri)) from exc
 
     def _write_table(self, path: str, table: pa.Table) -> None:

@@ -181,3 +181,9 @@ def test_an_unreachable_bucket_gives_a_lake_error(aws_env: str) -> None:
 def test_an_unknown_scheme_is_refused() -> None:
     with pytest.raises(LakeError, match="Unsupported lake URI scheme"):
         ParquetLake("gs://bucket/lake")
+
+
+def test_a_missing_document_is_a_lake_error_with_a_hint(lake: ParquetLake) -> None:
+    with pytest.raises(LakeError, match="No object") as info:
+        lake.get_json("reports/validation/none.json")
+    assert "spe data ingest" in info.value.hint
