@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 
-from portfolio_engine.data.schema import conform_bars
+from portfolio_engine.data.schema import conform_bars, empty_bars
 from portfolio_engine.exceptions import ConfigurationError, EmptyDataError
 
 logger = logging.getLogger(__name__)
@@ -95,6 +95,24 @@ def within(bars: pd.DataFrame, start: date | None, end: date | None) -> pd.DataF
     if end is not None:
         keep &= bars["date"] < pd.Timestamp(end + timedelta(days=1))
     return bars.loc[keep].reset_index(drop=True)
+
+
+def fetch_each(
+    names: Sequence[str],
+    fetch_one: Callable[[str], pd.DataFrame],
+    *,
+    source: str,
+    start: date | None,
+    end: date | None,
+) -> pd.DataFrame:
+    """Fetch symbols one at a time and combine them; a symbol with no bars is left out (see ``combine``)."""
+    frames: dict[str, pd.DataFrame] = {}
+    for symbol in names:
+        try:
+            frames[symbol] = fetch_one(symbol)
+        except EmptyDataError:
+            frames[symbol] = empty_bars()
+    return combine(frames, source=source, start=start, end=end)
 
 
 def combine(frames: dict[str, pd.DataFrame], *, source: str, start: date | None, end: date | None) -> pd.DataFrame:

@@ -38,10 +38,10 @@ from typing import Any, ClassVar, Literal
 import pandas as pd
 import requests
 
-from portfolio_engine.adapters.market_data._common import check_range, combine, normalize_symbols, within
+from portfolio_engine.adapters.market_data._common import check_range, fetch_each, normalize_symbols, within
 from portfolio_engine.adapters.market_data._http import decode_json, http_get
 from portfolio_engine.adapters.market_data.resilience import ResiliencePolicy, ResilientCaller
-from portfolio_engine.data.schema import conform_bars, empty_bars
+from portfolio_engine.data.schema import conform_bars
 from portfolio_engine.exceptions import (
     AuthenticationError,
     ConfigurationError,
@@ -190,16 +190,21 @@ class AlphaVantageSource:
                 "or SPE_ALPHA_VANTAGE_SECRET_ID for AWS Secrets Manager.",
             )
         outputsize = self._outputsize_for(first)
-        frames: dict[str, pd.DataFrame] = {}
-        for symbol in names:
-            request = {"function": self.function, "symbol": symbol, "outputsize": outputsize}
-            try:
-                # A whole series gains today's bar: open-ended whatever range was asked for.
-                bars = self._caller.call(request, partial(self._fetch_series, symbol, outputsize), open_ended=True)
-            except EmptyDataError:
-                bars = empty_bars()
-            frames[symbol] = within(bars, first, last)
-        return combine(frames, source=self.name, start=first, end=last)
+        return fetch_each(
+            names,
+            lambda symbol: within(
+                self._caller.call(
+                    {"function": self.function, "symbol": symbol, "outputsize": outputsize},
+                    partial(self._fetch_series, symbol, outputsize),
+                    open_ended=True,  # a whole series gains today's bar, whatever range was asked for
+                ),
+                first,
+                last,
+            ),
+            source=self.name,
+            start=first,
+            end=last,
+        )
 
     def _outputsize_for(self, start: date | None) -> str:
         if self.outputsize != "auto":

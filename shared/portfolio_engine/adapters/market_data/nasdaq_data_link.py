@@ -31,10 +31,10 @@ from typing import Any, ClassVar
 import pandas as pd
 import requests
 
-from portfolio_engine.adapters.market_data._common import check_range, combine, is_settled, normalize_symbols
+from portfolio_engine.adapters.market_data._common import check_range, fetch_each, is_settled, normalize_symbols
 from portfolio_engine.adapters.market_data._http import decode_json, http_get
 from portfolio_engine.adapters.market_data.resilience import ResiliencePolicy, ResilientCaller
-from portfolio_engine.data.schema import conform_bars, empty_bars
+from portfolio_engine.data.schema import conform_bars
 from portfolio_engine.exceptions import (
     AuthenticationError,
     ConfigurationError,
@@ -163,15 +163,17 @@ class NasdaqDataLinkSource:
                 "or SPE_NASDAQ_DATA_LINK_SECRET_ID for AWS Secrets Manager.",
             )
         open_ended = not is_settled(last)
-        frames: dict[str, pd.DataFrame] = {}
-        for symbol in names:
-            request = {"symbol": symbol, "start": first, "end": last, "interval": interval}
-            fetch_one = partial(self._fetch_dataset, symbol, first, last, _COLLAPSE[interval])
-            try:
-                frames[symbol] = self._caller.call(request, fetch_one, open_ended=open_ended)
-            except EmptyDataError:
-                frames[symbol] = empty_bars()
-        return combine(frames, source=self.name, start=first, end=last)
+        return fetch_each(
+            names,
+            lambda symbol: self._caller.call(
+                {"symbol": symbol, "start": first, "end": last, "interval": interval},
+                partial(self._fetch_dataset, symbol, first, last, _COLLAPSE[interval]),
+                open_ended=open_ended,
+            ),
+            source=self.name,
+            start=first,
+            end=last,
+        )
 
     def _fetch_dataset(self, symbol: str, start: date | None, end: date | None, collapse: str | None) -> pd.DataFrame:
         params = {"api_key": self._api_key or "", "order": "asc"}

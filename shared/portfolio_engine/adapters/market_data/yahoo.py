@@ -62,9 +62,9 @@ import yfinance as yf
 from curl_cffi import requests as curl_requests
 from yfinance import exceptions as yf_errors
 
-from portfolio_engine.adapters.market_data._common import check_range, combine, is_settled, normalize_symbols
+from portfolio_engine.adapters.market_data._common import check_range, fetch_each, is_settled, normalize_symbols
 from portfolio_engine.adapters.market_data.resilience import ResiliencePolicy, ResilientCaller
-from portfolio_engine.data.schema import conform_bars, empty_bars
+from portfolio_engine.data.schema import conform_bars
 from portfolio_engine.exceptions import (
     AuthenticationError,
     ConfigurationError,
@@ -197,15 +197,17 @@ class YahooSource:
         names = normalize_symbols(symbols, source=self.name)
         first, last = check_range(start, end)
         open_ended = not is_settled(last)
-        frames: dict[str, pd.DataFrame] = {}
-        for symbol in names:
-            request = {"symbol": symbol, "start": first, "end": last, "interval": interval}
-            fetch_one = partial(self._fetch_one, symbol, first, last, interval)
-            try:
-                frames[symbol] = self._caller.call(request, fetch_one, open_ended=open_ended)
-            except EmptyDataError:
-                frames[symbol] = empty_bars()
-        return combine(frames, source=self.name, start=first, end=last)
+        return fetch_each(
+            names,
+            lambda symbol: self._caller.call(
+                {"symbol": symbol, "start": first, "end": last, "interval": interval},
+                partial(self._fetch_one, symbol, first, last, interval),
+                open_ended=open_ended,
+            ),
+            source=self.name,
+            start=first,
+            end=last,
+        )
 
     def _fetch_one(self, symbol: str, start: date | None, end: date | None, interval: str) -> pd.DataFrame:
         kwargs: dict[str, Any] = {
