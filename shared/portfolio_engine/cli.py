@@ -37,6 +37,9 @@ BenchmarksOpt = Annotated[
     Optional[str],
     typer.Option(help="Comma-separated benchmarks, the first the index for beta (default ^GSPC; none for a file)."),
 ]
+DayOpt = Annotated[Optional[datetime], typer.Option(formats=["%Y-%m-%d"], help="A day, YYYY-MM-DD.")]
+FileOpt = Annotated[Optional[str], typer.Option(help="CSV/Parquet (path or s3:// URI) for --source file.")]
+PolicyOpt = Annotated[Optional[str], typer.Option(help="reject, forward_fill or quarantine.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
 DataDirOpt = Annotated[
     Optional[Path], typer.Option("--data-dir", help="Local data directory (default .spe, or SPE_DATA_DIR).")
@@ -118,10 +121,10 @@ def run(
     source: SourceOpt = "bundled",
     symbols: SymbolsOpt = None,
     benchmarks: BenchmarksOpt = None,
-    start: Annotated[Optional[datetime], typer.Option(formats=["%Y-%m-%d"])] = None,
-    end: Annotated[Optional[datetime], typer.Option(formats=["%Y-%m-%d"])] = None,
-    file: Annotated[Optional[str], typer.Option(help="CSV/Parquet for --source file.")] = None,
-    policy: Annotated[Optional[str], typer.Option(help="reject, forward_fill or quarantine.")] = None,
+    start: DayOpt = None,
+    end: DayOpt = None,
+    file: FileOpt = None,
+    policy: PolicyOpt = None,
     run_id: Annotated[Optional[str], typer.Option(help="Execution name (default: run-<UTC time>).")] = None,
     data_dir: DataDirOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
@@ -221,10 +224,10 @@ def data_ingest(
     source: SourceOpt = "bundled",
     symbols: SymbolsOpt = None,
     benchmarks: BenchmarksOpt = None,
-    start: Annotated[Optional[datetime], typer.Option(formats=["%Y-%m-%d"])] = None,
-    end: Annotated[Optional[datetime], typer.Option(formats=["%Y-%m-%d"])] = None,
+    start: DayOpt = None,
+    end: DayOpt = None,
     interval: Annotated[str, typer.Option(help="1d, or intraday 1h/30m/15m/5m/1m (Yahoo).")] = "1d",
-    file: Annotated[Optional[str], typer.Option(help="CSV/Parquet for --source file.")] = None,
+    file: FileOpt = None,
     data_dir: DataDirOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -258,7 +261,7 @@ def data_ingest(
 def data_validate(
     source: SourceOpt = "bundled",
     symbols: SymbolsOpt = None,
-    policy: Annotated[Optional[str], typer.Option(help="reject, forward_fill or quarantine.")] = None,
+    policy: PolicyOpt = None,
     data_dir: DataDirOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
