@@ -107,3 +107,71 @@ class FeatureError(DataError):
     """Features cannot be computed from the bars given (duplicate keys, bad prices, missing index)."""
 
     default_hint = "Validate the bars first (`validate_bars`) and check the feature spec's index symbol."
+
+
+class RegimeModelError(PortfolioEngineError):
+    """A regime model cannot be fitted, loaded or applied."""
+
+
+class InsufficientDataError(RegimeModelError):
+    """Too few observations for the model asked for (states x parameters, or a validation split)."""
+
+    default_hint = "Use a longer history, fewer states, or a simpler covariance type ('diag' or 'spherical')."
+
+
+class DegenerateDataError(RegimeModelError):
+    """A feature is constant (or nearly so): no regime can be told apart on it."""
+
+    default_hint = "Drop the constant column, or check that the prices behind it are not forward-filled placeholders."
+
+
+class NonFiniteFeaturesError(RegimeModelError):
+    """Features hold NaN or infinite values where the model needs numbers."""
+
+    default_hint = "Drop the warm-up rows of rolling features (``dropna()``) or pick columns without gaps."
+
+
+class ConvergenceError(RegimeModelError):
+    """EM (or another fit) did not converge within its iteration budget on any restart."""
+
+    default_hint = "Raise n_iter, add restarts, scale the features (returns in percent), or use fewer states."
+
+
+class ModelNotFoundError(RegimeModelError):
+    """No stored model (champion or version) matches the request."""
+
+    default_hint = "Train one first: `spe regime fit` (or the retrain state machine)."
+
+
+class OptimizationError(PortfolioEngineError):
+    """A portfolio optimization could not produce weights."""
+
+
+class SpecificationError(OptimizationError):
+    """A portfolio specification, its constraints or its inputs are inconsistent (unknown assets, bad bounds)."""
+
+
+class InfeasibleError(OptimizationError):
+    """No portfolio satisfies every constraint; ``constraints`` names the ones involved."""
+
+    default_hint = "Relax the constraints named (bounds, group limits, targets) or check that they are consistent."
+
+    def __init__(self, message: str, *, constraints: list[str] | None = None, hint: str | None = None) -> None:
+        self.constraints = list(constraints or [])
+        super().__init__(message, hint=hint)
+
+
+class UnboundedError(OptimizationError):
+    """The objective can grow without limit: a budget, leverage or bound constraint is missing."""
+
+    default_hint = "Add a budget or gross-leverage constraint, or bounds on the weights."
+
+    def __init__(self, message: str, *, constraints: list[str] | None = None, hint: str | None = None) -> None:
+        self.constraints = list(constraints or [])
+        super().__init__(message, hint=hint)
+
+
+class SolverFailedError(OptimizationError):
+    """Every solver in the fallback chain failed or returned an inaccurate solution."""
+
+    default_hint = "Scale the inputs (covariance in annual units), loosen the tolerances, or try another solver."
