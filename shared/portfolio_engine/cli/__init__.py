@@ -1,0 +1,23 @@
+"""``spe``: the engine's command line. Every command takes ``--json``; long work shows progress.
+
+Commands run the same code as AWS: ``spe run`` executes ``state_machines/rebalance.asl.json`` with the
+local runner, and ``spe data ingest``/``validate`` invoke the Lambda handlers in-process.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from portfolio_engine.cli import run
+from portfolio_engine.cli.data import data_app
+
+app = typer.Typer(help="Stochastic Portfolio Engine.", no_args_is_help=True, pretty_exceptions_enable=False)
+run.register(app)
+app.add_typer(data_app, name="data")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,114 @@
+"""``spe run``: the rebalance state machine, executed locally."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Optional
+
+import typer
+
+from portfolio_engine.cli._common import (
+    BenchmarksOpt,
+    DataDirOpt,
+    DayOpt,
+    FileOpt,
+    JsonOpt,
+    PolicyOpt,
+    SourceOpt,
+    SymbolsOpt,
+    benchmarks_list,
+    coverage_table,
+    emit,
+    errors_to_exit,
+    handler_output_to_stderr,
+    open_lake,
+    out,
+    parse_request,
+    progress_bar,
+    setup,
+    symbols_list,
+)
+
+STEP_NAMES = {"ingest_prices": "IngestPrices", "validate_prices": "ValidatePrices", "build_features": "BuildFeatures"}
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(run)
+
+
+def run(
+    source: SourceOpt = "bundled",
+    symbols: SymbolsOpt = None,
+    benchmarks: BenchmarksOpt = None,
+    start: DayOpt = None,
+    end: DayOpt = None,
+    file: FileOpt = None,
+    policy: PolicyOpt = None,
+    run_id: Annotated[Optional[str], typer.Option(help="Execution name (default: run-<UTC time>).")] = None,
+    data_dir: DataDirOpt = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the rebalance state machine locally on the embedded default and print a summary."""
+    setup(data_dir, verbose)
+    from portfolio_engine.contracts import RunRequest
+    from portfolio_engine.local.runner import LocalStateMachineRunner
+    from portfolio_engine.pipeline.summary import summarize_run, task_steps
+
+    with errors_to_exit(as_json):
+        request = parse_request(
+            RunRequest,
+            source=source,
+            symbols=symbols_list(symbols),
+            benchmarks=benchmarks_list(benchmarks),
+            start=start,
+            end=end,
+            file_uri=file,
+            validation_policy=policy,
+        )
+        name = run_id or f"run-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
+        with progress_bar() as progress, handler_output_to_stderr():
+            task = progress.add_task("rebalance", total=len(STEP_NAMES))
+
+            def listener(event: str, function: str, _detail: dict[str, Any]) -> None:
+                step = STEP_NAMES.get(function, function)
+                if event == "start":
+                    progress.update(task, description=f"rebalance: {step}")
+                else:
+                    progress.advance(task)
+
+            result = LocalStateMachineRunner(listener=listener).run(
+                "rebalance", request.model_dump(mode="json"), name=name
+            )
+        output = result.raise_for_status()
+        lake = open_lake()
+        summary = summarize_run(output, lake, seconds=result.seconds, steps=task_steps(result.history))
+        lake.put_json(f"reports/runs/{name}.json", summary)
+    if as_json:
+        emit(summary, True)
+    else:
+        _print_run(summary)
+
+
+def _print_run(summary: dict[str, Any]) -> None:
+    u, ingest, val, feat = summary["universe"], summary["ingest"], summary["validation"], summary["features"]
+    out.print(f"[bold]Run {summary['run_id']}[/] finished in {summary['seconds']:.2f} s  (lake: {summary['lake']})")
+    out.print(
+        f"Universe: {u['n_symbols']} symbols from '{summary['source']}', {u['first_date']} .. {u['last_date']}, "
+        f"{u['rows']:,} rows; benchmarks: {', '.join(summary['benchmarks']) or 'none'}"
+    )
+    out.print(
+        f"Ingest: {ingest['rows_fetched']:,} rows fetched, {ingest['rows_new']:,} new, "
+        f"{ingest['rows_updated']:,} updated, "
+        f"{ingest['rows_unchanged']:,} unchanged; up to date: {len(ingest['up_to_date'])}"
+    )
+    verdict = "[green]passed[/]" if val["passed"] else "[red]failed[/]"
+    out.print(
+        f"Validation ({val['policy']}): {verdict}, {val['errors']} errors, {val['warnings']} warnings, "
+        f"{val['forward_filled']} values forward-filled, quarantined: {', '.join(val['quarantined']) or 'none'}"
+    )
+    out.print(
+        f"Features: version {feat['feature_version']}, {feat['rows']:,} rows x {len(feat['columns'])} features, "
+        f"{feat['first_date']} .. {feat['last_date']} -> {feat['feature_key']}"
+    )
+    out.print(coverage_table(summary["curated"]["per_symbol"], "Curated prices per symbol"))
