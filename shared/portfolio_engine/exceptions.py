@@ -175,3 +175,17 @@ class SolverFailedError(OptimizationError):
     """Every solver in the fallback chain failed or returned an inaccurate solution."""
 
     default_hint = "Scale the inputs (covariance in annual units), loosen the tolerances, or try another solver."
+
+
+def error_type(name: str) -> type[PortfolioEngineError]:
+    """The engine's error class called ``name`` (``PortfolioEngineError`` itself if there is none).
+
+    Used where an error crosses a process boundary by name (a training job's ``failure`` file).
+    """
+    pending: list[type[PortfolioEngineError]] = [PortfolioEngineError]
+    while pending:
+        cls = pending.pop()
+        if cls.__name__ == name:
+            return cls
+        pending.extend(cls.__subclasses__())
+    return PortfolioEngineError

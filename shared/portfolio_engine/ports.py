@@ -5,7 +5,7 @@ Adapters in ``portfolio_engine.adapters`` implement them; use cases receive them
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -141,6 +141,8 @@ class Lake(Protocol):
         columns: Iterable[str] | None = None,
     ) -> pd.DataFrame: ...
 
+    def feature_sets(self) -> list[str]: ...
+
     def exists(self, key: str) -> bool: ...
 
     def write_reference(self, name: str, frame: pd.DataFrame) -> str: ...
@@ -149,7 +151,35 @@ class Lake(Protocol):
 
     def get_json(self, key: str) -> Any: ...
 
+    def put_bytes(self, key: str, payload: bytes) -> str: ...
+
+    def get_bytes(self, key: str) -> bytes: ...
+
     def key_uri(self, key: str) -> str: ...
 
 
 ReferenceLoaders = dict[str, Callable[[], pd.DataFrame]]
+
+
+class ModelRegistry(Protocol):
+    """Versioned model artefacts and, per model name, the champion (champion-challenger)."""
+
+    def save(self, name: str, version: str, files: Mapping[str, bytes], metadata: dict[str, Any]) -> str: ...
+
+    def read_file(self, name: str, version: str, filename: str) -> bytes: ...
+
+    def metadata(self, name: str, version: str) -> dict[str, Any]: ...
+
+    def champion(self, name: str) -> str | None: ...
+
+    def record(self, name: str, entry: dict[str, Any], *, champion: str | None) -> None: ...
+
+    def history(self, name: str) -> list[dict[str, Any]]: ...
+
+
+class TrainingJobs(Protocol):
+    """Runs a training script the way SageMaker does (channels in, model directory out)."""
+
+    def run(
+        self, job_name: str, hyperparameters: Mapping[str, str], channels: Mapping[str, Mapping[str, bytes]]
+    ) -> dict[str, bytes]: ...

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from portfolio_engine.contracts import FeaturesInput, IngestInput, RunRequest, ValidateInput
+from portfolio_engine.contracts import DetectRegimeInput, FeaturesInput, IngestInput, RunRequest, ValidateInput
 from portfolio_engine.local.runner import InProcessLambda
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
@@ -16,6 +16,7 @@ MODELS = {
     "ingest_prices_schedule.json": IngestInput,
     "validate_prices.json": ValidateInput,
     "build_features.json": FeaturesInput,
+    "detect_regime.json": DetectRegimeInput,
     "rebalance.json": RunRequest,
 }
 
@@ -46,6 +47,9 @@ def test_ingest_then_validate_then_features_on_the_sample_events(data_dir: Path)
     assert validation["passed"] and validation["symbols"] == ["AAPL", "MSFT", "^GSPC"]
     features = _invoke(lambdas, "build_features", _event("build_features.json"))
     assert features["rows"] == 3 * 253 and "beta_63d" in features["columns"]
+    # One year is too little to train a first regime model: the step says so and the run goes on.
+    regime = _invoke(lambdas, "detect_regime", {**_event("detect_regime.json"), "feature_key": features["feature_key"]})
+    assert not regime["available"] and "too little history" in regime["reason"] and regime["probabilities"] == {}
 
 
 def test_a_scheduled_ingest_is_idempotent_and_makes_its_own_run_id(data_dir: Path) -> None:
@@ -66,6 +70,12 @@ def test_a_scheduled_ingest_is_idempotent_and_makes_its_own_run_id(data_dir: Pat
         ("ingest_prices", {"run_id": "x", "request": {"start": "2020-02-01", "end": "2020-01-01"}}, "after end"),
         ("validate_prices", {"run_id": "x", "source": "bundled"}, "symbols"),
         ("build_features", {"run_id": "x", "source": "bundled", "symbols": ["A", "A"]}, "repeated"),
+        ("detect_regime", {"run_id": "x", "feature_key": "prices/AAPL"}, "feature set key"),
+        (
+            "detect_regime",
+            {"run_id": "x", "feature_key": _event("detect_regime.json")["feature_key"], "model": {"n_states": 99}},
+            "n_states",
+        ),
     ],
 )
 def test_a_bad_event_is_a_validation_error_naming_the_field(

@@ -32,6 +32,7 @@ from spe_infra.stack import EngineStack
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+LAKE_FUNCTIONS = ("IngestPrices", "ValidatePrices", "BuildFeatures", "DetectRegime")
 STATE_MACHINES = REPO_ROOT / "state_machines"
 LAKE_ACTIONS = {
     "read": {"s3:GetObject"},
@@ -173,13 +174,22 @@ def test_rebalance_is_a_traced_standard_machine_logging_all_events(synth: Synth)
     assert log_group["RetentionInDays"] == synth.config.log_retention_days
 
 
-def test_rebalance_role_may_invoke_exactly_its_three_functions(synth: Synth) -> None:
+def _rebalance_functions() -> list[str]:
+    """The function folders the rebalance definition invokes (its ``${XxxFunctionArn}`` placeholders)."""
+    text = (REPO_ROOT / "state_machines" / "rebalance.asl.json").read_text()
+    camel = set(re.findall(r"\$\{(\w+)FunctionArn\}", text))
+    return sorted(re.sub(r"(?<!^)(?=[A-Z])", "_", c).lower() for c in camel)
+
+
+def test_rebalance_role_may_invoke_exactly_the_functions_of_its_definition(synth: Synth) -> None:
+    names = _rebalance_functions()
+    assert names == ["build_features", "detect_regime", "ingest_prices", "validate_prices"]
     _, resource = synth.single("AWS::StepFunctions::StateMachine", StateMachineName="spe-dev-rebalance")
     role_id = resource["Properties"]["RoleArn"]["Fn::GetAtt"][0]
     invoke = [s for s in synth.statements_of_role(role_id) if "lambda:InvokeFunction" in _as_list(s["Action"])]
     assert len(invoke) == 1
     assert sorted(_flatten(r) for r in _as_list(invoke[0]["Resource"])) == sorted(
-        f"<{synth.function_id(n)}.Arn>" for n in ("ingest_prices", "validate_prices", "build_features")
+        f"<{synth.function_id(n)}.Arn>" for n in names
     )
 
 
@@ -448,12 +458,9 @@ def test_cdk_nag_acknowledgements_are_exactly_the_deliberate_ones_and_all_are_us
     assert suppressed == {
         ("AwsSolutions-SMG4", "AlphaVantageSecret"),
         ("AwsSolutions-SMG4", "NasdaqDataLinkSecret"),
-        *{("AwsSolutions-IAM5[Resource::*]", f) for f in ("IngestPrices", "ValidatePrices", "BuildFeatures")},
+        *{("AwsSolutions-IAM5[Resource::*]", f) for f in LAKE_FUNCTIONS},
         ("AwsSolutions-IAM5[Resource::*]", "RebalanceStateMachine"),
-        *{
-            (f"AwsSolutions-IAM5[Resource::<{bucket}.Arn>/lake/*]", f)
-            for f in ("IngestPrices", "ValidatePrices", "BuildFeatures")
-        },
+        *{(f"AwsSolutions-IAM5[Resource::<{bucket}.Arn>/lake/*]", f) for f in LAKE_FUNCTIONS},
     }
     assert all(len(v["reason"]) >= 20 for v in nag["suppressedViolations"])
 

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from portfolio_engine.adapters.lake import ParquetLake
+from portfolio_engine.adapters.model_registry import LakeModelRegistry
 from portfolio_engine.local.runner import LocalStateMachineRunner
 
 SMALL = ["AAPL", "JPM", "XOM"]
@@ -21,12 +22,17 @@ def _run(payload: dict, name: str) -> tuple:
     return runner.run("rebalance", payload, name=name), events
 
 
-def test_default_run_ingests_validates_and_builds_features_on_the_bundled_universe(data_dir: Path) -> None:
+def test_default_run_ingests_validates_builds_features_and_detects_the_regime(data_dir: Path) -> None:
     # When the rebalance machine runs with an empty input (everything defaulted)
     result, events = _run({}, "run-default")
     # Then every step ran once, in order, and the execution succeeded
     assert result.status == "SUCCEEDED", result.cause
-    assert [f for e, f in events if e == "start"] == ["ingest_prices", "validate_prices", "build_features"]
+    assert [f for e, f in events if e == "start"] == [
+        "ingest_prices",
+        "validate_prices",
+        "build_features",
+        "detect_regime",
+    ]
     out = result.output
     assert out["run_id"] == "run-default"
     # the 20 stocks and the index, 1990-01-02 .. 2022-12-28, all new, all cleared by validation
@@ -47,6 +53,13 @@ def test_default_run_ingests_validates_and_builds_features_on_the_bundled_univer
     assert sorted(out["ingest"]["reference_tables"]) == sorted(REFERENCE_TABLES)
     ff3 = lake.read_reference("ff3_monthly")
     assert list(ff3.columns) == ["Mkt-RF", "SMB", "HML", "RF"] and abs(ff3["Mkt-RF"]).max() < 1  # decimal
+    # and the first run trained, stored and promoted the regime model it then used (filtered, up to the last day)
+    regime = out["regime"]
+    assert regime["available"] and regime["trained_now"] and regime["as_of"] == "2022-12-28"
+    assert regime["state_names"] == ["calm", "turbulent"] and abs(sum(regime["probabilities"].values()) - 1) < 1e-9
+    registry = LakeModelRegistry(lake)
+    assert registry.champion("market") == regime["model_version"]
+    assert registry.metadata("market", regime["model_version"])["feature_key"] == out["features"]["feature_key"]
 
 
 def _missing_index_days(lake: ParquetLake) -> int:

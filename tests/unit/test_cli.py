@@ -7,6 +7,7 @@ from pathlib import Path
 
 import exchange_calendars as xcals
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from portfolio_engine.cli import app
@@ -26,7 +27,7 @@ def test_run_prints_a_json_summary_and_leaves_lake_features_and_run_record(data_
     assert universe["symbols"] == ["AAPL", "MSFT"] and universe["rows"] == 2 * 8313
     assert (universe["first_date"], universe["last_date"]) == ("1990-01-02", "2022-12-28")
     assert summary["benchmarks"] == ["^GSPC"] and summary["validation"]["passed"]
-    assert [s["state"] for s in summary["steps"]] == ["IngestPrices", "ValidatePrices", "BuildFeatures"]
+    assert [s["state"] for s in summary["steps"]] == ["IngestPrices", "ValidatePrices", "BuildFeatures", "DetectRegime"]
     assert all(s["status"] == "succeeded" for s in summary["steps"])
     assert (data_dir / "lake/reports/runs/cli-run.json").exists()
     assert (data_dir / "lake" / summary["features"]["feature_key"] / "_manifest.json").exists()
@@ -79,3 +80,44 @@ def test_run_and_show_print_readable_summaries(data_dir: Path) -> None:
     assert "Validation (forward_fill): passed" in result.stdout and "^GSPC" in result.stdout
     shown = runner.invoke(app, ["data", "show"])
     assert shown.exit_code == 0 and "3 symbols" in shown.stdout
+
+
+def test_regime_show_fit_and_charts_after_a_run(data_dir: Path, tmp_path: Path) -> None:
+    # Given a run (which trains the first regime model on the index)
+    code, summary = _json(["run", "--symbols", "KO", "--json"])
+    assert code == 0 and summary["regime"]["trained_now"]
+    # When the champion is shown
+    code, shown = _json(["regime", "show", "--days", "5", "--json", "--chart", str(tmp_path / "r.png")])
+    # Then its filtered probabilities are the run's, with the transition matrix and history
+    assert code == 0, shown
+    assert shown["version"] == summary["regime"]["model_version"] and shown["as_of"] == "2022-12-28"
+    assert shown["probabilities"] == pytest.approx(summary["regime"]["probabilities"])
+    assert len(shown["history"]) == 5 and len(shown["transition_matrix"]) == 2
+    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code, _ = _json(["regime", "show", "--json", "--chart", str(tmp_path / "r.html")])
+    page = (tmp_path / "r.html").read_text()
+    assert code == 0 and "data:image/png;base64," in page and "Transition matrix" in page
+    # When a three-state challenger is trained, the promotion rule decides on the same holdout
+    code, fitted = _json(["regime", "fit", "--states", "3", "--restarts", "2", "--json"])
+    assert code == 0, fitted
+    assert fitted["promoted"] == (fitted["challenger_metric"] >= fitted["champion_metric"])
+    assert fitted["champion"] == (fitted["version"] if fitted["promoted"] else summary["regime"]["model_version"])
+    # When the champion's definition is validated, the report is stored beside it and written as Markdown
+    args = ["regime", "validate", "--splits", "3", "--seeds", "2", "--report", str(tmp_path / "v.md"), "--json"]
+    code, report = _json(args)
+    assert code == 0, report
+    assert len(report["folds"]) == 3 and report["seed_stability"]["seeds"] == [0, 1]
+    assert report["recovery"]["accuracy"] >= 0.9 and report["version"] == fitted["champion"]
+    assert (data_dir / "lake/models/regime/market" / fitted["champion"] / "validation.json").exists()
+    assert (tmp_path / "v.md").read_text().startswith("# Regime validation")
+
+
+def test_regime_commands_fail_clearly_without_a_model_or_with_bad_options(data_dir: Path, tmp_path: Path) -> None:
+    code, error = _json(["regime", "show", "--json"])
+    assert code == 1 and error["error"] == "ModelNotFoundError" and "spe regime fit" in error["hint"]
+    code, error = _json(["regime", "fit", "--json"])
+    assert code == 1 and error["error"] == "EmptyDataError" and "spe run" in error["hint"]
+    code, error = _json(["regime", "fit", "--covariance", "banana", "--json"])
+    assert code == 1 and error["error"] == "ConfigurationError" and "covariance_type" in error["message"]
+    code, error = _json(["regime", "show", "--chart", str(tmp_path / "x.pdf"), "--json"])
+    assert code == 1 and error["error"] == "ConfigurationError"

@@ -160,6 +160,15 @@ class ParquetLake:
         """Read the JSON document at ``key``."""
         return json.loads(self._read_bytes(self._path(key)))
 
+    def put_bytes(self, key: str, payload: bytes) -> str:
+        """Write an object (a model artefact, a report) under ``key`` atomically and return its URI."""
+        self._write_bytes(self._path(key), payload)
+        return self.key_uri(key)
+
+    def get_bytes(self, key: str) -> bytes:
+        """Read the object at ``key``."""
+        return self._read_bytes(self._path(key))
+
     def key_uri(self, key: str) -> str:
         """The full URI of a key, for references passed between tasks."""
         return f"{self.uri.rstrip('/')}/{key}"

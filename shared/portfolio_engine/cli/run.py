@@ -29,7 +29,12 @@ from portfolio_engine.cli._common import (
     symbols_list,
 )
 
-STEP_NAMES = {"ingest_prices": "IngestPrices", "validate_prices": "ValidatePrices", "build_features": "BuildFeatures"}
+STEP_NAMES = {
+    "ingest_prices": "IngestPrices",
+    "validate_prices": "ValidatePrices",
+    "build_features": "BuildFeatures",
+    "detect_regime": "DetectRegime",
+}
 
 
 def register(app: typer.Typer) -> None:
@@ -111,4 +116,14 @@ def _print_run(summary: dict[str, Any]) -> None:
         f"Features: version {feat['feature_version']}, {feat['rows']:,} rows x {len(feat['columns'])} features, "
         f"{feat['first_date']} .. {feat['last_date']} -> {feat['feature_key']}"
     )
+    regime = summary.get("regime") or {}
+    if regime.get("available"):
+        probabilities = ", ".join(f"{name} {p:.1%}" for name, p in regime["probabilities"].items())
+        out.print(
+            f"Regime ({regime['symbol']}, model {regime['model_name']} {regime['model_version']}"
+            f"{', trained now' if regime['trained_now'] else ''}): [bold]{regime['regime']}[/] on {regime['as_of']}"
+            f" ({probabilities}; filtered, data to that day only)"
+        )
+    elif regime:
+        out.print(f"Regime: not available ({regime.get('reason')})")
     out.print(coverage_table(summary["curated"]["per_symbol"], "Curated prices per symbol"))

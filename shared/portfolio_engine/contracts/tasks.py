@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from portfolio_engine.regime.definition import RegimeModelSpec
+
 SourceName = Literal["bundled", "yahoo", "alpha_vantage", "nasdaq_data_link", "file"]
 ValidationMode = Literal["reject", "forward_fill", "quarantine"]
 Interval = Literal["1d", "1h", "30m", "15m", "5m", "1m"]
@@ -156,3 +158,68 @@ class FeaturesOutput(_Contract):
     rows: int
     first_date: date
     last_date: date
+
+
+def _feature_key(value: str) -> str:
+    if not re.fullmatch(r"features/version=[0-9a-f]+/dataset=[0-9a-f]+", value):
+        raise ValueError(f"not a feature set key (features/version=<v>/dataset=<d>): {value!r}")
+    return value
+
+
+FeatureKey = Annotated[str, AfterValidator(_feature_key)]
+
+
+class TrainRegimeInput(_Contract):
+    """Train a challenger regime model on a stored feature set and apply the promotion rule."""
+
+    run_id: RunId = Field(default_factory=lambda: f"train-{datetime.now(UTC):%Y%m%dT%H%M%S%f}")
+    feature_key: FeatureKey
+    model: RegimeModelSpec = Field(default_factory=RegimeModelSpec)
+
+
+class TrainRegimeOutput(_Contract):
+    """The challenger's version, its metrics and the promotion decision."""
+
+    run_id: str
+    name: str
+    version: str
+    promoted: bool
+    reason: str
+    champion: str | None = Field(description="The champion after the decision.")
+    challenger_metric: float
+    champion_metric: float | None
+    metrics: dict[str, float]
+    n_obs: int
+    first_date: date
+    last_date: date
+
+
+class DetectRegimeInput(_Contract):
+    """Current regime probabilities of a portfolio's regime model on the run's feature set."""
+
+    run_id: RunId
+    feature_key: FeatureKey
+    portfolio: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    index_symbol: str | None = Field(default=None, description="The run's index; the model's symbol when None.")
+    model: RegimeModelSpec = Field(default_factory=RegimeModelSpec)
+    train_if_missing: bool = Field(default=True, description="Train and promote a first model when none fits.")
+
+
+class DetectRegimeOutput(_Contract):
+    """Filtered (data up to the last date only) regime probabilities and the model that gave them."""
+
+    run_id: str
+    portfolio: str
+    available: bool = Field(description="False when the run's data cannot carry the model (reason says why).")
+    reason: str | None = None
+    model_name: str
+    model_version: str | None = None
+    trained_now: bool = False
+    symbol: str
+    as_of: date | None = None
+    state_names: list[str] = Field(default_factory=list)
+    probabilities: dict[str, float] = Field(default_factory=dict, description="P(state at as_of | data to as_of).")
+    regime: str | None = Field(default=None, description="The most probable state at as_of.")
+    next_probabilities: dict[str, float] = Field(default_factory=dict, description="P(state at as_of + 1 period).")
+    transition_matrix: list[list[float]] = Field(default_factory=list)
+    expected_durations: dict[str, float] = Field(default_factory=dict, description="In periods (trading days).")

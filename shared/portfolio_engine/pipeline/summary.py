@@ -24,6 +24,7 @@ def summarize_run(output: dict[str, Any], lake: Lake, *, seconds: float, steps: 
         "ingest": ingest,
         "validation": validation,
         "features": features,
+        "regime": output.get("regime"),
         "steps": steps,
     }
 

@@ -1,0 +1,275 @@
+"""TrainRegime and DetectRegime: regime models from a stored feature set, through the registry.
+
+Training runs the SageMaker training script through the ``TrainingJobs`` port (a local child process
+here, a training job on AWS), then stores the artefacts and applies the promotion rule: the challenger
+and the champion are scored on the same most recent days, and the challenger wins only if it is not
+worse. Detection loads the champion and returns filtered probabilities: data up to the last date only.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from portfolio_engine.contracts import DetectRegimeInput, DetectRegimeOutput, TrainRegimeInput, TrainRegimeOutput
+from portfolio_engine.exceptions import InsufficientDataError, ModelNotFoundError
+from portfolio_engine.ports import Lake, ModelRegistry, TrainingJobs
+from portfolio_engine.regime.artifacts import METADATA_FILE, MODEL_FILE, load_estimator
+from portfolio_engine.regime.definition import RegimeModelSpec, frame_hash, training_frame
+from portfolio_engine.regime.training import PROMOTION_METRIC, decide_promotion, hmm_of, holdout_score
+
+logger = logging.getLogger(__name__)
+
+
+def _lake_key(feature_key: str) -> str:
+    return feature_key.removeprefix("features/")
+
+
+def read_model_features(lake: Lake, feature_key: str, spec: RegimeModelSpec) -> pd.DataFrame:
+    """The model symbol's rows of a stored feature set (only the columns the model reads)."""
+    return lake.read_features(_lake_key(feature_key), symbols=[spec.symbol], columns=spec.columns)
+
+
+def _channel(features: pd.DataFrame, manifest: dict[str, Any], feature_key: str) -> dict[str, bytes]:
+    buffer = io.BytesIO()
+    features.to_parquet(buffer, index=False)
+    document = {**manifest, "feature_key": feature_key}
+    return {"features.parquet": buffer.getvalue(), "manifest.json": json.dumps(document, default=str).encode()}
+
+
+@dataclass(frozen=True)
+class Champion:
+    """A loaded champion: its version, metadata and fitted estimator."""
+
+    version: str
+    metadata: dict[str, Any]
+    estimator: Any
+
+
+def load_champion(registry: ModelRegistry, name: str) -> Champion | None:
+    """The champion of ``name``, or None before the first promotion."""
+    version = registry.champion(name)
+    if version is None:
+        return None
+    return Champion(
+        version=version,
+        metadata=registry.metadata(name, version),
+        estimator=load_estimator(registry.read_file(name, version, MODEL_FILE)),
+    )
+
+
+def champion_spec(champion: Champion) -> RegimeModelSpec:
+    """The definition the champion was trained from."""
+    return RegimeModelSpec.model_validate(champion.metadata["spec"])
+
+
+def usable_on(champion: Champion, manifest: dict[str, Any]) -> bool:
+    """Whether the champion can read a feature set: same feature version, its symbol present."""
+    spec = champion_spec(champion)
+    return bool(
+        champion.metadata.get("feature_version") == manifest.get("version")
+        and spec.symbol in manifest.get("symbols", [])
+    )
+
+
+def comparable(champion_definition: RegimeModelSpec, spec: RegimeModelSpec) -> bool:
+    """Whether two definitions' predictive log-likelihoods are in the same units (same data, same scaling)."""
+    return (champion_definition.symbol, champion_definition.features, champion_definition.scale) == (
+        spec.symbol,
+        spec.features,
+        spec.scale,
+    )
+
+
+def train_regime(
+    task: TrainRegimeInput, *, lake: Lake, registry: ModelRegistry, jobs: TrainingJobs
+) -> TrainRegimeOutput:
+    """Train a challenger on ``task.feature_key``, store it, and promote it if it is not worse.
+
+    Raises
+    ------
+    EmptyDataError
+        If the feature set is not stored.
+    RegimeModelError
+        The training script's typed errors (too little data, constant or NaN features, no convergence).
+    """
+    spec = task.model
+    manifest = lake.feature_manifest(_lake_key(task.feature_key)) or {}
+    features = read_model_features(lake, task.feature_key, spec)
+    files = jobs.run(
+        f"regime-{spec.name}-{task.run_id}"[:63],
+        spec.to_hyperparameters(),
+        {"train": _channel(features, manifest, task.feature_key)},
+    )
+    metadata = json.loads(files[METADATA_FILE])
+    frame = training_frame(features, spec)
+    if metadata["training_data_hash"] != frame_hash(frame):
+        raise ModelNotFoundError(
+            "The trained model's data hash differs from the feature set it was trained on.",
+            hint="The feature set changed during training; run the training again.",
+        )
+    challenger_metric = float(metadata["metrics"][PROMOTION_METRIC])
+    champion = load_champion(registry, spec.name)
+    champion_metric: float | None = None
+    is_comparable = True
+    if champion is not None:
+        # The champion's definition is refitted on the challenger's pre-holdout window: both are then
+        # scored on the same days, unseen by either (the stored champion may have been fitted on them).
+        definition = champion_spec(champion)
+        is_comparable = comparable(definition, spec)
+        if is_comparable:
+            probe = definition.build_estimator().fit(frame.iloc[: -spec.holdout_days])
+            champion_metric = holdout_score(probe, frame, spec.holdout_days)
+        else:
+            champion_metric = float(champion.metadata.get("metrics", {}).get(PROMOTION_METRIC, np.nan))
+    decision = decide_promotion(challenger_metric, champion_metric, champion_compatible=is_comparable)
+    version = str(metadata["version"])
+    metadata["promotion"] = {
+        "promoted": decision.promote,
+        "reason": decision.reason,
+        "champion_before": champion.version if champion else None,
+        "champion_metric": champion_metric,
+    }
+    registry.save(spec.name, version, {**files, METADATA_FILE: json.dumps(metadata).encode()}, metadata)
+    registry.record(
+        spec.name,
+        {
+            "version": version,
+            "run_id": task.run_id,
+            "created_at": metadata["created_at"],
+            "promoted": decision.promote,
+            "reason": decision.reason,
+            "challenger_metric": challenger_metric,
+            "champion_before": champion.version if champion else None,
+            "champion_metric": champion_metric,
+        },
+        champion=version if decision.promote else None,
+    )
+    logger.info("regime model %s %s: %s (%s)", spec.name, version, decision.promote, decision.reason)
+    return TrainRegimeOutput(
+        run_id=task.run_id,
+        name=spec.name,
+        version=version,
+        promoted=decision.promote,
+        reason=decision.reason,
+        champion=version if decision.promote else (champion.version if champion else None),
+        challenger_metric=challenger_metric,
+        champion_metric=champion_metric,
+        metrics={k: float(v) for k, v in metadata["metrics"].items()},
+        n_obs=int(metadata["n_obs"]),
+        first_date=metadata["first_date"],
+        last_date=metadata["last_date"],
+    )
+
+
+def regime_probabilities(estimator: Any, frame: pd.DataFrame) -> pd.DataFrame:
+    """Filtered probabilities P(state at t | data to t) of a fitted model's HMM, by date and state name."""
+    hmm = hmm_of(estimator)
+    columns = list(getattr(hmm, "feature_names_in_", frame.columns))
+    proba = hmm.predict_proba(frame[columns])
+    return pd.DataFrame(np.asarray(proba), index=frame.index, columns=list(hmm.state_names_))
+
+
+def next_period_probabilities(estimator: Any, frame: pd.DataFrame) -> np.ndarray:
+    """P(state at the next period | data to the last date).
+
+    For an HMM, its filtered probabilities moved one step by the transition matrix; for a hybrid, its
+    forecast (HMM and ensemble combined).
+    """
+    hmm = hmm_of(estimator)
+    if hmm is estimator:
+        return np.asarray(hmm.predict_next_proba(frame[list(hmm.feature_names_in_)]))[-1]
+    return np.asarray(estimator.predict_proba(frame))[-1]
+
+
+def detect_regime(
+    task: DetectRegimeInput, *, lake: Lake, registry: ModelRegistry, jobs: TrainingJobs
+) -> DetectRegimeOutput:
+    """Current regime probabilities for ``task.portfolio`` from the champion of its regime model.
+
+    When no champion reads this feature set's inputs (a fresh lake, a new feature version) and
+    ``train_if_missing`` is set, a first model is trained and promoted through the same path as
+    ``train_regime``. When the run has no rows for the model's symbol, the output says so
+    (``available=False``) instead of failing the run.
+
+    Raises
+    ------
+    ModelNotFoundError
+        If no usable champion exists and ``train_if_missing`` is false.
+    """
+    spec = task.model
+    if task.index_symbol and task.index_symbol != spec.symbol and spec.symbol == RegimeModelSpec().symbol:
+        spec = spec.model_copy(update={"symbol": task.index_symbol})
+    manifest = lake.feature_manifest(_lake_key(task.feature_key)) or {}
+    if spec.symbol not in manifest.get("symbols", [spec.symbol]):
+        return DetectRegimeOutput(
+            run_id=task.run_id,
+            portfolio=task.portfolio,
+            available=False,
+            reason=f"the run has no prices for {spec.symbol}, the series the regime model watches",
+            model_name=spec.name,
+            symbol=spec.symbol,
+        )
+    champion = load_champion(registry, spec.name)
+    trained_now = False
+    if champion is None or not usable_on(champion, manifest):
+        if not task.train_if_missing:
+            raise ModelNotFoundError(f"No champion regime model {spec.name!r} reads this feature set.")
+        # Retrain the champion's own definition on this feature set (or the default one, the first time).
+        definition = champion_spec(champion) if champion is not None else spec
+        try:
+            train_regime(
+                TrainRegimeInput(run_id=task.run_id, feature_key=task.feature_key, model=definition),
+                lake=lake,
+                registry=registry,
+                jobs=jobs,
+            )
+        except InsufficientDataError as exc:
+            # A short run still rebalances; the regime is then unknown, and the output says why.
+            logger.warning("no regime model for %s: %s", task.run_id, exc.message)
+            return DetectRegimeOutput(
+                run_id=task.run_id,
+                portfolio=task.portfolio,
+                available=False,
+                reason=f"too little history to train a regime model: {exc.message}",
+                model_name=spec.name,
+                symbol=definition.symbol,
+            )
+        champion = load_champion(registry, spec.name)
+        trained_now = True
+        if champion is None or not usable_on(champion, manifest):
+            raise ModelNotFoundError(
+                f"Training a regime model {spec.name!r} on this feature set did not give a usable champion.",
+                hint="See `spe regime fit --json` for the promotion decision.",
+            )
+    spec = champion_spec(champion)
+    frame = training_frame(read_model_features(lake, task.feature_key, spec), spec, min_obs=1)
+    proba = regime_probabilities(champion.estimator, frame)
+    hmm = hmm_of(champion.estimator)
+    last = proba.iloc[-1]
+    next_row = next_period_probabilities(champion.estimator, frame)
+    names = list(proba.columns)
+    return DetectRegimeOutput(
+        run_id=task.run_id,
+        portfolio=task.portfolio,
+        available=True,
+        model_name=spec.name,
+        model_version=champion.version,
+        trained_now=trained_now,
+        symbol=spec.symbol,
+        as_of=frame.index[-1].date(),
+        state_names=names,
+        probabilities={n: round(float(p), 10) for n, p in last.items()},
+        regime=str(last.idxmax()),
+        next_probabilities={n: round(float(p), 10) for n, p in zip(names, next_row, strict=True)},
+        transition_matrix=np.asarray(hmm.transmat_).round(10).tolist(),
+        expected_durations={
+            n: float(d) for n, d in zip(names, np.asarray(hmm.expected_durations_, dtype=float), strict=True)
+        },
+    )

@@ -1,0 +1,1 @@
+"""Charts and reports rendered from results (PNG bytes, self-contained HTML strings; no file I/O)."""
