@@ -1,0 +1,280 @@
+"""A portfolio specification: universe, method, its parameters, estimators, constraints, limits.
+
+:class:`PortfolioSpec` is plain data, frozen and validated; it reads from YAML or JSON and writes back
+to a JSON-ready dictionary that reads into an equal spec. Example (YAML)::
+
+    name: core-equity
+    universe: [AAPL, MSFT, JNJ, XOM]
+    method: max_sharpe
+    risk_free_rate: 0.02
+    estimators: {mean: historical, covariance: ledoit_wolf}
+    constraints:
+      weight_bounds: [0.0, 0.4]
+      groups: {tech: [AAPL, MSFT]}
+      group_bounds: {tech: [null, 0.5]}
+    regime_policies:
+      turbulent: {method: min_variance, constraints: {weight_bounds: [0.0, 0.3]}}
+    limits: {max_drawdown: 0.2}
+
+``regime_policies`` maps a regime state's name to overrides of any field except ``name``, ``universe``,
+``regime_aware`` and ``regime_policies`` (``constraints`` overrides are merged into the base constraints);
+:meth:`PortfolioSpec.for_regime` returns the spec in force in a state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal, Self, get_args
+
+import yaml
+from pydantic import Field, model_validator
+
+from portfolio_engine.exceptions import SpecificationError
+from portfolio_engine.optimization._spec_model import SpecModel
+from portfolio_engine.optimization.constraints import Constraints
+from portfolio_engine.optimization.moments import COVARIANCE_ESTIMATORS, MEAN_ESTIMATORS
+
+__all__ = ["METHODS", "EstimatorSpec", "Method", "PortfolioSpec"]
+
+Method = Literal[
+    "min_variance",
+    "max_sharpe",
+    "target_return",
+    "target_risk",
+    "max_utility",
+    "efficient_frontier",
+    "black_litterman",
+    "risk_parity",
+    "min_cvar",
+    "mean_cvar",
+    "resampled",
+    "hrp",
+]
+#: Every method a spec may name.
+METHODS: tuple[str, ...] = get_args(Method)
+
+_NOT_OVERRIDABLE = ("name", "universe", "regime_aware", "regime_policies")
+
+
+class EstimatorSpec(SpecModel):
+    """Which estimators produce the moments (see :func:`portfolio_engine.optimization.estimate_moments`).
+
+    Parameters
+    ----------
+    mean : str, default "historical"
+    covariance : str, default "ledoit_wolf"
+    options : dict
+        Options of the chosen estimators (``span``, ``halflife``, ``n_factors``...).
+
+    Raises
+    ------
+    SpecificationError
+        Unknown estimator or an option neither estimator takes.
+    """
+
+    mean: str = "historical"
+    covariance: str = "ledoit_wolf"
+    options: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _known(self) -> Self:
+        if self.mean not in MEAN_ESTIMATORS:
+            raise SpecificationError(
+                f"estimators.mean={self.mean!r} is unknown.", hint=f"Choose one of {sorted(MEAN_ESTIMATORS)}."
+            )
+        if self.covariance not in COVARIANCE_ESTIMATORS:
+            raise SpecificationError(
+                f"estimators.covariance={self.covariance!r} is unknown.",
+                hint=f"Choose one of {sorted(COVARIANCE_ESTIMATORS)}.",
+            )
+        allowed = MEAN_ESTIMATORS[self.mean] | COVARIANCE_ESTIMATORS[self.covariance]
+        unknown = sorted(set(self.options) - allowed)
+        if unknown:
+            raise SpecificationError(
+                f"estimators.options {unknown} do not apply to mean={self.mean!r}, covariance={self.covariance!r}.",
+                hint=f"Valid options: {sorted(allowed) or 'none'}.",
+            )
+        return self
+
+
+class PortfolioSpec(SpecModel):
+    """What to optimize and under which constraints.
+
+    Parameters
+    ----------
+    name : str, default "portfolio"
+    universe : list of str, optional
+        Assets to hold; None for every asset of the moments given at solve time.
+    method : str, default "min_variance"
+        One of :data:`METHODS`.
+    target_return : float, optional
+        Annual; required by ``target_return``.
+    target_volatility : float, optional
+        Annual, > 0; required by ``target_risk``.
+    risk_aversion : float, default 1.0
+        ``lambda`` of ``max_utility`` (``mu'w - lambda/2 w'Sigma w``) and of Black-Litterman's prior.
+    risk_free_rate : float, default 0.0
+        Annual; for the Sharpe ratio.
+    frontier_points : int, default 50
+    cvar_alpha : float, default 0.95
+        Confidence level of CVaR, in (0, 1).
+    n_resamples : int, default 100
+        Resampled frontier draws.
+    seed : int, optional
+        Seed of every random draw of the method.
+    method_params : dict
+        Method-specific options (for example Black-Litterman views), read by that method.
+    estimators : EstimatorSpec
+    lookback_days : int or None, default 252
+        Trailing window of returns the moments are estimated on (None: all).
+    periods_per_year : int, default 252
+    constraints : Constraints
+    regime_aware : bool, default True
+        Apply ``regime_policies`` when a regime is given.
+    regime_policies : dict of str to dict
+        Per-state overrides, e.g. ``{"turbulent": {"method": "min_variance"}}``.
+    limits : dict of str to float
+        Risk limits by name (checked by the risk stage).
+
+    Raises
+    ------
+    SpecificationError
+        Unknown field (named), a value out of range, a method without its required parameter, a
+        universe repeating an asset, a non-numeric limit, an invalid regime policy (named).
+    """
+
+    name: str = "portfolio"
+    universe: list[str] | None = None
+    method: Method = "min_variance"
+    target_return: float | None = None
+    target_volatility: float | None = Field(default=None, gt=0)
+    risk_aversion: float = Field(default=1.0, gt=0)
+    risk_free_rate: float = 0.0
+    frontier_points: int = Field(default=50, ge=2)
+    cvar_alpha: float = Field(default=0.95, gt=0, lt=1)
+    n_resamples: int = Field(default=100, ge=1)
+    seed: int | None = None
+    method_params: dict[str, Any] = {}
+    estimators: EstimatorSpec = EstimatorSpec()
+    lookback_days: int | None = Field(default=252, ge=2)
+    periods_per_year: int = Field(default=252, ge=1)
+    constraints: Constraints = Constraints()
+    regime_aware: bool = True
+    regime_policies: dict[str, dict[str, Any]] = {}
+    limits: dict[str, float] = {}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        for field in ("target_return", "risk_free_rate"):
+            value = getattr(self, field)
+            if value is not None and not math.isfinite(value):
+                raise SpecificationError(f"{field} must be finite; got {value!r}.", hint=f"Give {field} in decimal.")
+        if self.method == "target_return" and self.target_return is None:
+            raise SpecificationError(
+                "method='target_return' needs target_return; got None.", hint="Set target_return (annual, e.g. 0.08)."
+            )
+        if self.method == "target_risk" and self.target_volatility is None:
+            raise SpecificationError(
+                "method='target_risk' needs target_volatility; got None.",
+                hint="Set target_volatility (annual, e.g. 0.12).",
+            )
+        if self.universe is not None:
+            repeated = sorted({a for a in self.universe if self.universe.count(a) > 1})
+            if repeated or not self.universe:
+                raise SpecificationError(
+                    f"universe is empty or repeats {repeated}.", hint="List each asset once, or null for all."
+                )
+        bad = {k: v for k, v in self.limits.items() if not math.isfinite(v)}
+        if bad:
+            raise SpecificationError(f"limits must be finite numbers; got {bad}.", hint="Give each limit as a number.")
+        for state in self.regime_policies:
+            self.for_regime(state)
+        return self
+
+    def for_regime(self, state: str | None) -> PortfolioSpec:
+        """The spec in force in regime ``state``: this one with the state's policy applied.
+
+        Returns this spec when ``state`` is None, has no policy, or ``regime_aware`` is False. The returned
+        spec has no regime policies of its own.
+
+        Raises
+        ------
+        SpecificationError
+            The policy overrides a field it may not, or gives an invalid value (the state is named).
+        """
+        if state is None or not self.regime_aware or state not in self.regime_policies:
+            return self
+        overrides = dict(self.regime_policies[state])
+        forbidden = [k for k in overrides if k in _NOT_OVERRIDABLE]
+        if forbidden:
+            raise SpecificationError(
+                f"regime_policies[{state!r}] overrides {forbidden}, which a policy may not change.",
+                hint=f"A policy may set any field except {list(_NOT_OVERRIDABLE)}.",
+            )
+        data = self.model_dump()
+        if "constraints" in overrides:
+            data["constraints"] = {**data["constraints"], **dict(overrides.pop("constraints") or {})}
+        data.update(overrides)
+        data["regime_policies"] = {}
+        try:
+            return type(self).model_validate(data)
+        except SpecificationError as exc:
+            raise SpecificationError(f"regime_policies[{state!r}]: {exc.message}", hint=exc.hint) from exc
+
+    @classmethod
+    def from_dict(cls, data: Any) -> PortfolioSpec:
+        """Validate a mapping (as read from YAML or JSON).
+
+        Raises
+        ------
+        SpecificationError
+            ``data`` is not a mapping, or it fails validation.
+        """
+        if not isinstance(data, dict):
+            raise SpecificationError(
+                f"A portfolio spec must be a mapping; got {type(data).__name__} {data!r:.80}.",
+                hint="Pass the YAML/JSON text of a mapping, or a pathlib.Path to a file holding one.",
+            )
+        return cls.model_validate(data)
+
+    @classmethod
+    def from_yaml(cls, text_or_path: str | Path) -> PortfolioSpec:
+        """Read a spec from YAML text, or from a file when given a :class:`pathlib.Path`.
+
+        Raises
+        ------
+        SpecificationError
+            Unreadable YAML, not a mapping, or an invalid spec.
+        """
+        text = text_or_path.read_text(encoding="utf-8") if isinstance(text_or_path, Path) else text_or_path
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise SpecificationError(f"The spec is not valid YAML: {exc}", hint="Check indentation.") from exc
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_json(cls, text_or_path: str | Path) -> PortfolioSpec:
+        """Read a spec from JSON text, or from a file when given a :class:`pathlib.Path`.
+
+        Raises
+        ------
+        SpecificationError
+            Unreadable JSON, not an object, or an invalid spec.
+        """
+        text = text_or_path.read_text(encoding="utf-8") if isinstance(text_or_path, Path) else text_or_path
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpecificationError(f"The spec is not valid JSON: {exc}", hint="Check the syntax.") from exc
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary; ``from_dict(spec.to_dict()) == spec``."""
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        """YAML text; ``from_yaml(spec.to_yaml()) == spec``."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
