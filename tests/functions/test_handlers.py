@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from portfolio_engine.contracts import DetectRegimeInput, FeaturesInput, IngestInput, RunRequest, ValidateInput
+from portfolio_engine.contracts import (
+    DetectRegimeInput,
+    FeaturesInput,
+    IngestInput,
+    OptimizeInput,
+    RunRequest,
+    ValidateInput,
+)
 from portfolio_engine.local.runner import InProcessLambda
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
@@ -17,6 +24,7 @@ MODELS = {
     "validate_prices.json": ValidateInput,
     "build_features.json": FeaturesInput,
     "detect_regime.json": DetectRegimeInput,
+    "optimize_portfolio.json": OptimizeInput,
     "rebalance.json": RunRequest,
 }
 
@@ -50,6 +58,12 @@ def test_ingest_then_validate_then_features_on_the_sample_events(data_dir: Path)
     # One year is too little to train a first regime model: the step says so and the run goes on.
     regime = _invoke(lambdas, "detect_regime", {**_event("detect_regime.json"), "feature_key": features["feature_key"]})
     assert not regime["available"] and "too little history" in regime["reason"] and regime["probabilities"] == {}
+    # Without a regime the spec's own estimators run: minimum variance of AAPL and MSFT over 126 days.
+    event = {**_event("optimize_portfolio.json"), "feature_key": features["feature_key"], "regime": regime}
+    portfolio = _invoke(lambdas, "optimize_portfolio", event)
+    assert portfolio["method"] == "min_variance" and not portfolio["regime_aware"]
+    assert sorted(portfolio["target_weights"]) == ["AAPL", "MSFT"]
+    assert abs(sum(portfolio["target_weights"].values()) - 1) < 1e-9 and portfolio["decision"]["reason"] == "initial"
 
 
 def test_a_scheduled_ingest_is_idempotent_and_makes_its_own_run_id(data_dir: Path) -> None:
@@ -71,6 +85,11 @@ def test_a_scheduled_ingest_is_idempotent_and_makes_its_own_run_id(data_dir: Pat
         ("validate_prices", {"run_id": "x", "source": "bundled"}, "symbols"),
         ("build_features", {"run_id": "x", "source": "bundled", "symbols": ["A", "A"]}, "repeated"),
         ("detect_regime", {"run_id": "x", "feature_key": "prices/AAPL"}, "feature set key"),
+        (
+            "optimize_portfolio",
+            {"run_id": "x", "source": "bundled", "symbols": ["AAPL"], "portfolio": "a b"},
+            "portfolio",
+        ),
         (
             "detect_regime",
             {"run_id": "x", "feature_key": _event("detect_regime.json")["feature_key"], "model": {"n_states": 99}},

@@ -32,6 +32,7 @@ def test_default_run_ingests_validates_builds_features_and_detects_the_regime(da
         "validate_prices",
         "build_features",
         "detect_regime",
+        "optimize_portfolio",
     ]
     out = result.output
     assert out["run_id"] == "run-default"
@@ -60,6 +61,16 @@ def test_default_run_ingests_validates_builds_features_and_detects_the_regime(da
     registry = LakeModelRegistry(lake)
     assert registry.champion("market") == regime["model_version"]
     assert registry.metadata("market", regime["model_version"])["feature_key"] == out["features"]["feature_key"]
+    # and it ends with the default portfolio's target weights, regime-aware, within the spec's bounds
+    portfolio = out["portfolio"]
+    assert portfolio["portfolio"] == "default" and portfolio["regime_aware"] and portfolio["regime"] == regime["regime"]
+    weights = portfolio["target_weights"]
+    assert sorted(weights) == sorted(s for s in out["ingest"]["symbols"] if s != "^GSPC")
+    cap = 0.10 if regime["regime"] == "turbulent" else 0.15
+    assert (
+        abs(sum(weights.values()) - 1) < 1e-9 and max(weights.values()) <= cap + 1e-9 and min(weights.values()) > -1e-9
+    )
+    assert portfolio["decision"]["reason"] == "initial" and lake.exists(portfolio["result_key"])
 
 
 def _missing_index_days(lake: ParquetLake) -> int:

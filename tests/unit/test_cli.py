@@ -27,7 +27,14 @@ def test_run_prints_a_json_summary_and_leaves_lake_features_and_run_record(data_
     assert universe["symbols"] == ["AAPL", "MSFT"] and universe["rows"] == 2 * 8313
     assert (universe["first_date"], universe["last_date"]) == ("1990-01-02", "2022-12-28")
     assert summary["benchmarks"] == ["^GSPC"] and summary["validation"]["passed"]
-    assert [s["state"] for s in summary["steps"]] == ["IngestPrices", "ValidatePrices", "BuildFeatures", "DetectRegime"]
+    assert [s["state"] for s in summary["steps"]] == [
+        "IngestPrices",
+        "ValidatePrices",
+        "BuildFeatures",
+        "DetectRegime",
+        "Optimize",
+    ]
+    assert sorted(summary["portfolio"]["target_weights"]) == ["AAPL", "MSFT"]
     assert all(s["status"] == "succeeded" for s in summary["steps"])
     assert (data_dir / "lake/reports/runs/cli-run.json").exists()
     assert (data_dir / "lake" / summary["features"]["feature_key"] / "_manifest.json").exists()

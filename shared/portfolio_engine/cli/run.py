@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.table import Table
 
 from portfolio_engine.cli._common import (
     BenchmarksOpt,
@@ -34,6 +35,7 @@ STEP_NAMES = {
     "validate_prices": "ValidatePrices",
     "build_features": "BuildFeatures",
     "detect_regime": "DetectRegime",
+    "optimize_portfolio": "Optimize",
 }
 
 
@@ -127,3 +129,26 @@ def _print_run(summary: dict[str, Any]) -> None:
     elif regime:
         out.print(f"Regime: not available ({regime.get('reason')})")
     out.print(coverage_table(summary["curated"]["per_symbol"], "Curated prices per symbol"))
+    portfolio = summary.get("portfolio")
+    if portfolio:
+        out.print(_portfolio_table(portfolio))
+
+
+def _portfolio_table(portfolio: dict[str, Any]) -> Table:
+    decision = portfolio["decision"]
+    title = (
+        f"Portfolio {portfolio['portfolio']} on {portfolio['as_of']}: {portfolio['method']}"
+        f"{' (regime-aware, ' + str(portfolio['regime']) + ')' if portfolio['regime_aware'] else ''}; "
+        f"expected return {portfolio['expected_return']:.1%}, volatility {portfolio['volatility']:.1%}, "
+        f"Sharpe {portfolio['sharpe']:.2f}; {'rebalance' if decision['rebalance'] else 'hold'} ({decision['reason']})"
+    )
+    table = Table(title=title)
+    for col in ("symbol", "target", "held", "risk share"):
+        table.add_column(col, justify="left" if col == "symbol" else "right")
+    target, held, risk = portfolio["target_weights"], portfolio["holdings"], portfolio["risk_contributions"]
+    for symbol in sorted(target, key=lambda s: -target[s]):
+        if abs(target[symbol]) > 1e-6 or abs(held.get(symbol, 0.0)) > 1e-6:
+            table.add_row(
+                symbol, f"{target[symbol]:.2%}", f"{held.get(symbol, 0.0):.2%}", f"{risk.get(symbol, 0.0):.1%}"
+            )
+    return table

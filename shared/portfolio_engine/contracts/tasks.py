@@ -223,3 +223,51 @@ class DetectRegimeOutput(_Contract):
     next_probabilities: dict[str, float] = Field(default_factory=dict, description="P(state at as_of + 1 period).")
     transition_matrix: list[list[float]] = Field(default_factory=list)
     expected_durations: dict[str, float] = Field(default_factory=dict, description="In periods (trading days).")
+
+
+class OptimizeInput(_Contract):
+    """Target weights for a portfolio from the run's curated prices and (when regime-aware) its regime."""
+
+    run_id: RunId
+    source: SourceName
+    symbols: Symbols = Field(description="The run's validated symbols; the universe defaults to these minus the index.")
+    index_symbol: str | None = None
+    interval: Interval = "1d"
+    portfolio: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    spec: dict[str, Any] | None = Field(
+        default=None,
+        description="A PortfolioSpec inline; default: the lake's portfolios/<name>/spec.json, or the bundled one.",
+    )
+    feature_key: FeatureKey | None = Field(default=None, description="The run's feature set (for the regime model).")
+    regime: DetectRegimeOutput | None = Field(default=None, description="DetectRegime's output for this run.")
+
+
+class RebalanceOutcome(_Contract):
+    """Whether the portfolio trades to its new target, and why."""
+
+    rebalance: bool
+    reason: str
+    drift: float
+    turnover: float
+    cost: float
+    benefit: float
+
+
+class OptimizeOutput(_Contract):
+    """The target, the holdings after the rebalancing decision, and where the full result is stored."""
+
+    run_id: str
+    portfolio: str
+    method: str = Field(description="The method in force (a regime policy may replace the spec's).")
+    regime: str | None
+    regime_aware: bool
+    as_of: date
+    target_weights: dict[str, float]
+    holdings: dict[str, float] = Field(description="Weights held after the decision (the target if it rebalanced).")
+    expected_return: float
+    volatility: float
+    sharpe: float
+    risk_contributions: dict[str, float]
+    decision: RebalanceOutcome
+    solver: str
+    result_key: str

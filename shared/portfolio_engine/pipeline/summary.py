@@ -25,6 +25,7 @@ def summarize_run(output: dict[str, Any], lake: Lake, *, seconds: float, steps: 
         "validation": validation,
         "features": features,
         "regime": output.get("regime"),
+        "portfolio": output.get("portfolio"),
         "steps": steps,
     }
 

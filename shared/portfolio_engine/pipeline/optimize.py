@@ -1,0 +1,283 @@
+"""Optimize: target weights for a portfolio, regime-aware by default, and the rebalancing decision.
+
+Regime-aware moments: the regime model DetectRegime used gives filtered probabilities P(state at t |
+data to t) for every day of the price history; each state's mean and covariance are the returns'
+posterior-weighted moments (all the history: a regime pools similar days across decades), and they are
+blended by the probabilities of the *next* period's state (the period the weights will be held), by the
+law of total variance. The spec's policy for the most probable state (e.g. a defensive method when
+turbulent) is then applied. Without a regime (a short run, ``regime_aware: false``) the spec's own
+estimators run on its ``lookback_days``.
+
+Holdings persist in the lake (``portfolios/<name>/holdings.json``): each run drifts the last holdings
+with the returns since, and trades to the new target only when the rebalancing rule says so (a regime
+change or drift beyond the threshold, and a utility gain larger than the cost of trading).
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib.resources import files
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from portfolio_engine.contracts import OptimizeInput, OptimizeOutput, RebalanceOutcome
+from portfolio_engine.exceptions import EmptyDataError, SpecificationError
+from portfolio_engine.optimization import (
+    Moments,
+    PortfolioSpec,
+    RebalanceRule,
+    blend_moments,
+    drift_weights,
+    estimate_moments,
+    optimize,
+    regime_conditional_moments,
+)
+from portfolio_engine.ports import Lake, ModelRegistry
+from portfolio_engine.regime.artifacts import MODEL_FILE, load_estimator
+from portfolio_engine.regime.definition import RegimeModelSpec, training_frame
+
+logger = logging.getLogger(__name__)
+
+#: The rule of a spec without its own ``method_params.rebalance``: 5% drift, 10 bp, a monthly horizon.
+DEFAULT_REBALANCE = {"drift_threshold": 0.05, "cost_bps": 10.0, "horizon_years": 1 / 12}
+
+
+def bundled_spec(name: str) -> PortfolioSpec | None:
+    """A portfolio specification shipped with the package (``resources/portfolios/<name>.yaml``)."""
+    resource = files("portfolio_engine.resources").joinpath("portfolios", f"{name}.yaml")
+    return PortfolioSpec.from_yaml(resource.read_text()) if resource.is_file() else None
+
+
+def fit_caps_to_universe(spec: PortfolioSpec, universe: list[str]) -> PortfolioSpec:
+    """The bundled default on a universe too small for its caps: each cap raised to twice equal weight.
+
+    The default's 15% per asset and 35% per sector suit the bundled 20 stocks; on ``spe run --symbols
+    AAPL,MSFT`` they cannot add up to a fully invested portfolio. A cap below ``2/n`` (an asset) or
+    ``2k/n`` (a group of ``k`` held assets) is raised to it (at most 1), and groups with no held asset
+    are dropped. Specs users write are never changed: theirs fail with the constraint named.
+    """
+    n = len(universe)
+    c = spec.constraints
+    changes: dict[str, Any] = {}
+    if c.weight_bounds is not None and c.weight_bounds[1] is not None and c.weight_bounds[1] * n < 1.0:
+        changes["weight_bounds"] = (c.weight_bounds[0], min(1.0, 2.0 / n))
+    groups = {g: [m for m in members if m in universe] for g, members in c.groups.items()}
+    groups = {g: members for g, members in groups.items() if members}
+    bounds = {}
+    for group, (lo, hi) in ((g, b) for g, b in c.group_bounds.items() if g in groups):
+        floor = min(1.0, 2.0 * len(groups[group]) / n)
+        bounds[group] = (lo, hi if hi is None or hi >= floor else floor)
+    if groups != c.groups or bounds != c.group_bounds:
+        changes |= {"groups": groups, "group_bounds": bounds}
+    return spec.model_copy(update={"constraints": c.replace(**changes)}) if changes else spec
+
+
+def resolve_spec(task: OptimizeInput, lake: Lake) -> PortfolioSpec:
+    """The portfolio's spec: inline in the task, else stored in the lake, else bundled.
+
+    Raises
+    ------
+    SpecificationError
+        If none of the three exists for ``task.portfolio``, or the spec is invalid.
+    """
+    if task.spec is not None:
+        return PortfolioSpec.from_dict(task.spec)
+    key = f"portfolios/{task.portfolio}/spec.json"
+    if lake.exists(key):
+        return PortfolioSpec.from_dict(lake.get_json(key))
+    spec = bundled_spec(task.portfolio)
+    if spec is None:
+        raise SpecificationError(
+            f"No specification for portfolio {task.portfolio!r}.",
+            hint=f"Pass one inline (spec) or store it at {lake.key_uri(key)} (`spe optimize --spec file.yaml`).",
+        )
+    return spec
+
+
+def price_returns(lake: Lake, source: str, universe: list[str], interval: str) -> pd.DataFrame:
+    """Simple returns of the universe's adjusted closes on the dates every asset trades (dates x assets).
+
+    Raises
+    ------
+    EmptyDataError
+        If an asset has no curated prices, or fewer than two common dates remain.
+    """
+    bars = lake.read_bars(source, universe, zone="curated", interval=interval)
+    prices = bars.pivot(index="date", columns="symbol", values="adj_close")
+    missing = [s for s in universe if s not in prices.columns]
+    if missing:
+        raise EmptyDataError(
+            f"No curated prices for {missing} from '{source}'.", hint="Include them in the run's symbols."
+        )
+    returns = prices[universe].sort_index().pct_change(fill_method=None).iloc[1:].dropna(how="any")
+    if len(returns) < 2:
+        raise EmptyDataError(
+            f"The universe {universe} has fewer than two common trading days.",
+            hint="Check the symbols' date ranges (`spe data show`).",
+        )
+    return returns
+
+
+def regime_posterior(registry: ModelRegistry, regime: Any, lake: Lake, feature_key: str) -> pd.DataFrame:
+    """Filtered probabilities, by date and state, of the model version DetectRegime used."""
+    metadata = registry.metadata(regime.model_name, regime.model_version)
+    spec = RegimeModelSpec.model_validate(metadata["spec"])
+    model = load_estimator(registry.read_file(regime.model_name, regime.model_version, MODEL_FILE))
+    features = lake.read_features(feature_key.removeprefix("features/"), symbols=[spec.symbol], columns=spec.columns)
+    frame = training_frame(features, spec, min_obs=1)
+    hmm = getattr(model, "hmm_", model)
+    columns = list(getattr(hmm, "feature_names_in_", frame.columns))
+    return pd.DataFrame(hmm.predict_proba(frame[columns]), index=frame.index, columns=list(hmm.state_names_))
+
+
+def regime_aware_moments(
+    returns: pd.DataFrame, posterior: pd.DataFrame, probabilities: dict[str, float], periods_per_year: int
+) -> Moments:
+    """Per-state posterior-weighted moments of ``returns``, blended by ``probabilities``."""
+    common = returns.index.intersection(posterior.index)
+    if len(common) < 2:
+        raise EmptyDataError(
+            "The regime model's dates and the prices' dates do not overlap.",
+            hint="Run the regime model on the same source and dates as the portfolio.",
+        )
+    per_regime = regime_conditional_moments(
+        returns.loc[common], posterior.loc[common], periods_per_year=periods_per_year
+    )
+    weights = pd.Series(probabilities, dtype=float).reindex(posterior.columns).fillna(0.0)
+    return blend_moments(per_regime, weights)
+
+
+def _rule(spec: PortfolioSpec) -> RebalanceRule:
+    options = {**DEFAULT_REBALANCE, **dict(spec.method_params.get("rebalance", {}))}
+    try:
+        return RebalanceRule(**options)
+    except TypeError as exc:
+        raise SpecificationError(
+            f"method_params.rebalance has unknown settings: {exc}.",
+            hint="Use drift_threshold, on_regime_change, cost_bps, min_net_benefit, drift_measure, horizon_years.",
+        ) from exc
+
+
+def optimize_portfolio(task: OptimizeInput, *, lake: Lake, registry: ModelRegistry) -> OptimizeOutput:
+    """Optimize ``task.portfolio`` on the run's prices, decide whether to rebalance, store both.
+
+    Raises
+    ------
+    SpecificationError
+        No or an invalid spec; a universe naming symbols the run does not have.
+    EmptyDataError
+        No prices for the universe.
+    OptimizationError
+        Infeasible or unbounded problems, solver failures (from the optimizer, naming the constraints).
+    """
+    spec = resolve_spec(task, lake)
+    universe = spec.universe or [s for s in task.symbols if s != task.index_symbol]
+    unknown = [s for s in universe if s not in task.symbols]
+    if unknown or not universe:
+        raise SpecificationError(
+            f"Portfolio {spec.name!r} holds {unknown or 'nothing'}, which the run did not validate.",
+            hint=f"The run's symbols are {list(task.symbols)}; add the missing ones to the run or the spec.",
+        )
+    history = price_returns(lake, task.source, universe, task.interval)
+    window = history if spec.lookback_days is None else history.iloc[-spec.lookback_days :]
+    regime = task.regime if (task.regime is not None and task.regime.available) else None
+    use_regime = spec.regime_aware and regime is not None and regime.model_version is not None
+    if use_regime and regime is not None and task.feature_key is not None:
+        posterior = regime_posterior(registry, regime, lake, task.feature_key)
+        moments = regime_aware_moments(history, posterior, regime.next_probabilities, spec.periods_per_year)
+    else:
+        use_regime = False
+        estimators = spec.estimators
+        moments = estimate_moments(
+            window,
+            mean=estimators.mean,
+            covariance=estimators.covariance,
+            periods_per_year=spec.periods_per_year,
+            **estimators.options,
+        )
+    state = regime.regime if (use_regime and regime is not None) else None
+    in_force = spec.for_regime(state)
+    if task.spec is None and spec == bundled_spec(task.portfolio):
+        in_force = fit_caps_to_universe(in_force, universe)
+    as_of = history.index[-1]
+
+    holdings_key = f"portfolios/{spec.name}/holdings.json"
+    held = lake.get_json(holdings_key) if lake.exists(holdings_key) else None
+    current: pd.Series | None = None
+    if held is not None:
+        since = history.loc[history.index > pd.Timestamp(held["as_of"])]
+        current = pd.Series(held["weights"], dtype=float)
+        if not since.empty and set(current.index) <= set(since.columns):
+            current = drift_weights(current, since[list(current.index)])
+    dropped = [] if current is None else sorted(set(current.index[current.abs() > 0]) - set(universe))
+    held_in_universe = None if current is None else current.reindex(universe, fill_value=0.0)
+    result = optimize(in_force, moments, returns=window, current_weights=held_in_universe)
+    target = result.weights
+    if current is None or dropped:
+        # First holdings, or holdings of assets that left the universe (quarantined, removed): trade.
+        traded = target.sub(current if current is not None else 0.0, fill_value=0.0).abs().sum()
+        outcome = RebalanceOutcome(
+            rebalance=True,
+            reason="initial" if current is None else f"universe_changed: sell {dropped}",
+            drift=0.0,
+            turnover=float(traded / (1 if current is None else 2)),
+            cost=0.0,
+            benefit=0.0,
+        )
+    else:
+        decision = _rule(spec).decide(
+            current,
+            target,
+            previous_regime=held.get("regime") if held else None,
+            current_regime=state,
+            moments=moments,
+            risk_aversion=in_force.risk_aversion,
+        )
+        outcome = RebalanceOutcome(
+            rebalance=decision.rebalance,
+            reason=str(decision.reason),
+            drift=float(decision.drift),
+            turnover=float(decision.turnover),
+            cost=float(decision.cost),
+            benefit=float(decision.benefit),
+        )
+    holdings = target if outcome.rebalance or current is None else current.reindex(target.index, fill_value=0.0)
+    result_key = f"portfolios/{spec.name}/runs/{task.run_id}.json"
+    lake.put_json(
+        result_key,
+        {
+            "run_id": task.run_id,
+            "as_of": str(as_of.date()),
+            "spec": spec.to_dict(),
+            "method_in_force": in_force.method,
+            "regime": task.regime.model_dump(mode="json") if task.regime else None,
+            "moments": {"mu": moments.mu.to_dict(), "cov": moments.cov.to_numpy().tolist()},
+            "result": result.to_dict(),
+            "decision": outcome.model_dump(mode="json"),
+            "holdings": {k: float(v) for k, v in holdings.items()},
+        },
+    )
+    lake.put_json(
+        holdings_key,
+        {"as_of": str(as_of.date()), "weights": {k: float(v) for k, v in holdings.items()}, "regime": state,
+         "run_id": task.run_id},
+    )  # fmt: skip
+    return OptimizeOutput(
+        run_id=task.run_id,
+        portfolio=spec.name,
+        method=in_force.method,
+        regime=state,
+        regime_aware=use_regime,
+        as_of=as_of.date(),
+        target_weights={k: round(float(v), 10) for k, v in target.items()},
+        holdings={k: round(float(v), 10) for k, v in holdings.items()},
+        expected_return=float(result.expected_return),
+        volatility=float(result.volatility),
+        sharpe=float(result.sharpe) if np.isfinite(result.sharpe) else 0.0,
+        risk_contributions={k: round(float(v), 10) for k, v in result.risk_contributions.items()},
+        decision=outcome,
+        solver=result.diagnostics.solver,
+        result_key=result_key,
+    )

@@ -1,0 +1,200 @@
+"""Optimize on real curated prices: spec resolution, regime-aware moments and policies, holdings, rebalancing."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from portfolio_engine.adapters.lake import ParquetLake
+from portfolio_engine.adapters.market_data.bundled import BundledSource
+from portfolio_engine.adapters.model_registry import LakeModelRegistry
+from portfolio_engine.adapters.training_job import LocalTrainingJob
+from portfolio_engine.contracts import DetectRegimeInput, DetectRegimeOutput, OptimizeInput
+from portfolio_engine.exceptions import EmptyDataError, InfeasibleError, SpecificationError
+from portfolio_engine.features import DEFAULT_FEATURE_SPEC, compute_features
+from portfolio_engine.optimization import blend_moments, regime_conditional_moments
+from portfolio_engine.pipeline.features import feature_set_key
+from portfolio_engine.pipeline.optimize import bundled_spec, optimize_portfolio, price_returns, regime_posterior
+from portfolio_engine.pipeline.regime import detect_regime
+from portfolio_engine.regime.definition import RegimeModelSpec
+
+STOCKS = ["JNJ", "KO", "PG", "XOM", "MSFT"]
+SYMBOLS = [*STOCKS, "^GSPC"]
+SMALL_MODEL = RegimeModelSpec(n_restarts=2)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Curated prices, a feature set and a trained regime model, 2000-2022, built once for the module."""
+    lake = ParquetLake(str(tmp_path_factory.mktemp("opt") / "lake"))
+    bars = BundledSource().fetch(SYMBOLS, start=date(2000, 1, 1), end=date(2022, 12, 28))
+    lake.write_bars(bars, "bundled", zone="curated")
+    spec = DEFAULT_FEATURE_SPEC.model_copy(update={"index_symbol": "^GSPC"})
+    key = feature_set_key(spec, "bundled", "1d", SYMBOLS)
+    lake.write_features(compute_features(bars, spec), key, {"version": spec.version, "symbols": SYMBOLS})
+    registry = LakeModelRegistry(lake)
+    regime = detect_regime(
+        DetectRegimeInput(run_id="r0", feature_key=f"features/{key}", model=SMALL_MODEL),
+        lake=lake,
+        registry=registry,
+        jobs=LocalTrainingJob(in_process=True),
+    )
+    return {"lake": lake, "registry": registry, "feature_key": f"features/{key}", "regime": regime}
+
+
+def _spec(**overrides: object) -> dict:
+    base = {
+        "name": "test",
+        "method": "max_sharpe",
+        "risk_free_rate": 0.02,
+        "constraints": {"weight_bounds": [0.0, 0.4]},
+        "regime_policies": {"turbulent": {"method": "min_variance"}},
+    }
+    return {**base, **overrides}
+
+
+def _task(world: dict, run_id: str, spec: dict | None, regime: DetectRegimeOutput | None = None) -> OptimizeInput:
+    return OptimizeInput(
+        run_id=run_id,
+        source="bundled",
+        symbols=SYMBOLS,
+        index_symbol="^GSPC",
+        spec=spec,
+        feature_key=world["feature_key"],
+        regime=regime if regime is not None else world["regime"],
+    )
+
+
+@pytest.fixture
+def lake(world: dict, tmp_path: Path) -> ParquetLake:
+    """The module's lake with no holdings (each test starts flat)."""
+    for path in Path(world["lake"].uri, "portfolios").glob("*/holdings.json"):
+        path.unlink()
+    return world["lake"]
+
+
+def test_regime_aware_moments_blend_the_states_by_the_next_period_probabilities(world: dict, lake: ParquetLake) -> None:
+    out = optimize_portfolio(_task(world, "o1", _spec()), lake=lake, registry=world["registry"])
+    regime = world["regime"]
+    assert out.regime_aware and out.regime == regime.regime
+    assert out.method == ("min_variance" if regime.regime == "turbulent" else "max_sharpe")
+    # The stored moments are exactly the posterior-weighted per-state moments blended by the forecast.
+    stored = lake.get_json(out.result_key)
+    posterior = regime_posterior(world["registry"], regime, lake, world["feature_key"])
+    returns = price_returns(lake, "bundled", STOCKS, "1d")
+    common = returns.index.intersection(posterior.index)
+    per_state = regime_conditional_moments(returns.loc[common], posterior.loc[common])
+    expected = blend_moments(per_state, pd.Series(regime.next_probabilities))
+    assert np.allclose(pd.Series(stored["moments"]["mu"]).loc[STOCKS], expected.mu.loc[STOCKS], rtol=1e-12)
+    assert np.allclose(np.array(stored["moments"]["cov"]), expected.cov.loc[STOCKS, STOCKS], rtol=1e-12)
+    weights = pd.Series(out.target_weights)
+    assert weights.sum() == pytest.approx(1.0) and weights.between(-1e-9, 0.4 + 1e-9).all()
+    assert sum(out.risk_contributions.values()) == pytest.approx(1.0)
+
+
+def test_the_policy_of_the_state_in_force_changes_the_method(world: dict, lake: ParquetLake) -> None:
+    calm = world["regime"].model_copy(update={"regime": "calm"})
+    turbulent = world["regime"].model_copy(update={"regime": "turbulent"})
+    spec = _spec()
+    assert optimize_portfolio(_task(world, "c1", spec, calm), lake=lake, registry=world["registry"]).method == (
+        "max_sharpe"
+    )
+    out = optimize_portfolio(_task(world, "t1", spec, turbulent), lake=lake, registry=world["registry"])
+    assert out.method == "min_variance" and out.regime == "turbulent"
+
+
+def test_without_a_regime_the_spec_estimators_run_on_the_lookback(world: dict, lake: ParquetLake) -> None:
+    unavailable = DetectRegimeOutput(
+        run_id="x", portfolio="default", available=False, model_name="market", symbol="^GSPC"
+    )
+    spec = _spec(method="min_variance", lookback_days=252, estimators={"mean": "historical", "covariance": "sample"})
+    out = optimize_portfolio(_task(world, "n1", spec, unavailable), lake=lake, registry=world["registry"])
+    assert not out.regime_aware and out.regime is None
+    returns = price_returns(lake, "bundled", STOCKS, "1d").iloc[-252:]
+    cov = returns.cov().to_numpy() * 252
+    stored = np.array(lake.get_json(out.result_key)["moments"]["cov"])
+    assert np.allclose(stored, cov, rtol=1e-10)
+    # regime_aware: false ignores an available regime too
+    out = optimize_portfolio(_task(world, "n2", {**spec, "regime_aware": False}), lake=lake, registry=world["registry"])
+    assert not out.regime_aware and np.allclose(np.array(lake.get_json(out.result_key)["moments"]["cov"]), cov)
+
+
+def test_holdings_persist_and_the_rule_decides_whether_to_trade(world: dict, lake: ParquetLake) -> None:
+    spec = _spec(method="min_variance", regime_policies={})
+    first = optimize_portfolio(_task(world, "h1", spec), lake=lake, registry=world["registry"])
+    assert first.decision.rebalance and first.decision.reason == "initial" and first.holdings == first.target_weights
+    # Same data, same target: no drift, nothing to gain, no trade.
+    second = optimize_portfolio(_task(world, "h2", spec), lake=lake, registry=world["registry"])
+    assert not second.decision.rebalance and second.decision.drift == pytest.approx(0.0, abs=1e-9)
+    # Holdings far from the target (all in one stock) with a 0-bp cost: the drift triggers a trade.
+    lake.put_json("portfolios/test/holdings.json", {"as_of": "2022-12-28", "weights": {"XOM": 1.0}, "regime": None})
+    free = {**spec, "method_params": {"rebalance": {"drift_threshold": 0.05, "cost_bps": 0.0}}}
+    third = optimize_portfolio(_task(world, "h3", free), lake=lake, registry=world["registry"])
+    assert third.decision.rebalance and third.decision.reason == "drift" and third.holdings == third.target_weights
+    # The same far holdings with a prohibitive cost: the rule keeps them.
+    lake.put_json("portfolios/test/holdings.json", {"as_of": "2022-12-28", "weights": {"XOM": 1.0}, "regime": None})
+    dear = {**spec, "method_params": {"rebalance": {"drift_threshold": 0.05, "cost_bps": 1e6}}}
+    fourth = optimize_portfolio(_task(world, "h4", dear), lake=lake, registry=world["registry"])
+    assert not fourth.decision.rebalance and fourth.decision.reason == "cost_exceeds_benefit"
+    assert fourth.holdings["XOM"] == pytest.approx(1.0)
+
+
+def test_old_holdings_drift_with_the_returns_since_their_date(world: dict, lake: ParquetLake) -> None:
+    lake.put_json(
+        "portfolios/test/holdings.json", {"as_of": "2022-11-30", "weights": {"XOM": 0.5, "KO": 0.5}, "regime": None}
+    )
+    spec = _spec(method="min_variance", regime_policies={}, method_params={"rebalance": {"drift_threshold": 10.0}})
+    out = optimize_portfolio(_task(world, "d1", spec), lake=lake, registry=world["registry"])
+    returns = price_returns(lake, "bundled", ["XOM", "KO"], "1d").loc["2022-12-01":]
+    grown = 0.5 * (1 + returns).prod()
+    assert out.holdings["XOM"] == pytest.approx(grown["XOM"] / grown.sum(), rel=1e-9)
+
+
+def test_the_bundled_default_spec_is_regime_aware_with_a_defensive_turbulent_policy() -> None:
+    spec = bundled_spec("default")
+    assert spec is not None and spec.regime_aware and spec.for_regime("turbulent").method == "min_variance"
+    assert bundled_spec("no-such-portfolio") is None
+
+
+def test_bad_inputs_are_typed_errors(world: dict, lake: ParquetLake) -> None:
+    registry = world["registry"]
+    with pytest.raises(SpecificationError, match="No specification for portfolio 'ghost'"):
+        optimize_portfolio(_task(world, "e1", None).model_copy(update={"portfolio": "ghost"}), lake=lake,
+                           registry=registry)  # fmt: skip
+    with pytest.raises(SpecificationError, match="AMZN"):
+        optimize_portfolio(_task(world, "e2", _spec(universe=["AMZN", "KO"])), lake=lake, registry=registry)
+    with pytest.raises(SpecificationError, match="budget 1.0 lies outside what the weight bounds allow"):
+        spec = _spec(method="min_variance", regime_policies={}, constraints={"weight_bounds": [0.0, 0.1]})
+        optimize_portfolio(_task(world, "e3", spec), lake=lake, registry=registry)
+    staples = {"weight_bounds": [0.0, 0.4], "groups": {"staples": ["KO", "PG"]}, "group_bounds": {"staples": [0.9, 1]}}
+    with pytest.raises(InfeasibleError) as info:
+        spec = _spec(method="min_variance", regime_policies={}, constraints=staples)
+        optimize_portfolio(_task(world, "e4", spec), lake=lake, registry=registry)
+    assert "group_bounds" in info.value.constraints
+    with pytest.raises(EmptyDataError, match="no curated prices"):
+        price_returns(ParquetLake(str(Path(lake.uri).parent / "empty")), "bundled", ["KO"], "1d")
+
+
+def test_holdings_of_an_asset_that_left_the_universe_are_sold(world: dict, lake: ParquetLake) -> None:
+    lake.put_json("portfolios/test/holdings.json", {"as_of": "2022-12-28", "weights": {"AMZN": 0.5, "KO": 0.5}})
+    spec = _spec(method="min_variance", regime_policies={})
+    out = optimize_portfolio(_task(world, "u1", spec), lake=lake, registry=world["registry"])
+    assert out.decision.rebalance and out.decision.reason == "universe_changed: sell ['AMZN']"
+    assert "AMZN" not in out.holdings and out.holdings == out.target_weights
+
+
+def test_the_bundled_default_fits_its_caps_to_a_small_universe_but_a_user_spec_is_never_changed(
+    world: dict, lake: ParquetLake
+) -> None:
+    # Five stocks cannot be fully invested at 15% each: the default's caps become 2/5 = 40%.
+    out = optimize_portfolio(_task(world, "f1", None), lake=lake, registry=world["registry"])
+    assert out.portfolio == "default" and max(out.target_weights.values()) <= 0.4 + 1e-9
+    assert sum(out.target_weights.values()) == pytest.approx(1.0)
+    default = bundled_spec("default")
+    assert default is not None
+    with pytest.raises(SpecificationError, match="weight bounds allow"):
+        optimize_portfolio(_task(world, "f2", default.to_dict()), lake=lake, registry=world["registry"])
