@@ -34,6 +34,7 @@ from portfolio_engine.optimization import (
     optimize,
     regime_conditional_moments,
 )
+from portfolio_engine.pipeline.factor_exposures import factor_loadings
 from portfolio_engine.ports import Lake, ModelRegistry
 from portfolio_engine.regime.artifacts import MODEL_FILE, load_estimator
 from portfolio_engine.regime.definition import RegimeModelSpec, training_frame
@@ -213,7 +214,8 @@ def optimize_portfolio(task: OptimizeInput, *, lake: Lake, registry: ModelRegist
             current = drift_weights(current, since[list(current.index)])
     dropped = [] if current is None else sorted(set(current.index[current.abs() > 0]) - set(universe))
     held_in_universe = None if current is None else current.reindex(universe, fill_value=0.0)
-    result = optimize(in_force, moments, returns=window, current_weights=held_in_universe)
+    loadings = factor_loadings(in_force, history, lake=lake, source=task.source, interval=task.interval)
+    result = optimize(in_force, moments, returns=window, current_weights=held_in_universe, factor_loadings=loadings)
     target = result.weights
     if current is None or dropped:
         # First holdings, or holdings of assets that left the universe (quarantined, removed): trade.

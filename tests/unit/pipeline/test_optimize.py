@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 
 from portfolio_engine.adapters.lake import ParquetLake
-from portfolio_engine.adapters.market_data.bundled import BundledSource
+from portfolio_engine.adapters.market_data.bundled import BundledSource, load_ff3_monthly, load_treasury_curve
 from portfolio_engine.adapters.model_registry import LakeModelRegistry
 from portfolio_engine.adapters.training_job import LocalTrainingJob
 from portfolio_engine.contracts import DetectRegimeInput, DetectRegimeOutput, OptimizeInput
 from portfolio_engine.exceptions import EmptyDataError, InfeasibleError, SpecificationError
 from portfolio_engine.features import DEFAULT_FEATURE_SPEC, compute_features
-from portfolio_engine.optimization import blend_moments, regime_conditional_moments
+from portfolio_engine.optimization import blend_moments, fama_french_model, regime_conditional_moments
 from portfolio_engine.pipeline.features import feature_set_key
 from portfolio_engine.pipeline.optimize import bundled_spec, optimize_portfolio, price_returns, regime_posterior
 from portfolio_engine.pipeline.regime import detect_regime
@@ -33,6 +33,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     lake = ParquetLake(str(tmp_path_factory.mktemp("opt") / "lake"))
     bars = BundledSource().fetch(SYMBOLS, start=date(2000, 1, 1), end=date(2022, 12, 28))
     lake.write_bars(bars, "bundled", zone="curated")
+    lake.write_reference("ff3_monthly", load_ff3_monthly())
+    lake.write_reference("treasury_curve", load_treasury_curve())
     spec = DEFAULT_FEATURE_SPEC.model_copy(update={"index_symbol": "^GSPC"})
     key = feature_set_key(spec, "bundled", "1d", SYMBOLS)
     lake.write_features(compute_features(bars, spec), key, {"version": spec.version, "symbols": SYMBOLS})
@@ -167,7 +169,7 @@ def test_bad_inputs_are_typed_errors(world: dict, lake: ParquetLake) -> None:
                            registry=registry)  # fmt: skip
     with pytest.raises(SpecificationError, match="AMZN"):
         optimize_portfolio(_task(world, "e2", _spec(universe=["AMZN", "KO"])), lake=lake, registry=registry)
-    with pytest.raises(SpecificationError, match="budget 1.0 lies outside what the weight bounds allow"):
+    with pytest.raises(SpecificationError, match=r"budget 1\.0 lies outside what the weight bounds allow"):
         spec = _spec(method="min_variance", regime_policies={}, constraints={"weight_bounds": [0.0, 0.1]})
         optimize_portfolio(_task(world, "e3", spec), lake=lake, registry=registry)
     staples = {"weight_bounds": [0.0, 0.4], "groups": {"staples": ["KO", "PG"]}, "group_bounds": {"staples": [0.9, 1]}}
@@ -198,3 +200,49 @@ def test_the_bundled_default_fits_its_caps_to_a_small_universe_but_a_user_spec_i
     assert default is not None
     with pytest.raises(SpecificationError, match="weight bounds allow"):
         optimize_portfolio(_task(world, "f2", default.to_dict()), lake=lake, registry=world["registry"])
+
+
+def test_factor_exposure_bounds_bind_on_the_spec_factor_model(world: dict, lake: ParquetLake) -> None:
+    registry = world["registry"]
+    base = _spec(method="min_variance", regime_policies={}, method_params={"factor_model": {"kind": "fama_french"}})
+    free = optimize_portfolio(_task(world, "ff1", base), lake=lake, registry=registry)
+    returns = price_returns(lake, "bundled", STOCKS, "1d")
+    loadings = fama_french_model(returns, load_ff3_monthly()).loadings_
+    beta = float(pd.Series(free.target_weights) @ loadings["Mkt-RF"])
+    # Cap the market beta 0.03 below the unconstrained portfolio's: the bound binds exactly.
+    bounded = {
+        **base,
+        "constraints": {"weight_bounds": [0.0, 0.4], "factor_exposure_bounds": {"Mkt-RF": [None, beta - 0.03]}},
+    }
+    out = optimize_portfolio(_task(world, "ff2", bounded), lake=lake, registry=registry)
+    assert float(pd.Series(out.target_weights) @ loadings["Mkt-RF"]) == pytest.approx(beta - 0.03, abs=1e-7)
+    assert out.volatility > free.volatility
+    for kind in ({"kind": "pca", "n_factors": 2}, {"kind": "macro"}):
+        spec = {**base, "method_params": {"factor_model": kind}}
+        assert optimize_portfolio(_task(world, f"k-{kind['kind']}", spec), lake=lake, registry=registry).volatility > 0
+
+
+@pytest.mark.parametrize(
+    ("method_params", "constraints", "match"),
+    [
+        ({}, {"factor_exposure_bounds": {"Mkt-RF": [0, 1]}}, "need a factor model"),
+        ({"factor_model": {"kind": "astrology"}}, {}, "astrology"),
+        ({"factor_model": {"kind": "pca", "factors": ["x"]}}, {}, "do not apply"),
+        ({"factor_model": {"kind": "fama_french"}}, {"factor_exposure_bounds": {"UMD": [0, 1]}}, "UMD"),
+    ],
+)
+def test_factor_model_mistakes_are_specification_errors(
+    world: dict, lake: ParquetLake, method_params: dict, constraints: dict, match: str
+) -> None:
+    spec = _spec(method="min_variance", regime_policies={}, method_params=method_params, constraints=constraints)
+    with pytest.raises(SpecificationError, match=match):
+        optimize_portfolio(_task(world, "fe", spec), lake=lake, registry=world["registry"])
+
+
+def test_etf_factors_must_be_in_the_lake(world: dict, lake: ParquetLake) -> None:
+    spec = _spec(
+        method="min_variance", regime_policies={}, method_params={"factor_model": {"kind": "etf", "symbols": ["MTUM"]}}
+    )
+    with pytest.raises(EmptyDataError, match="MTUM") as info:
+        optimize_portfolio(_task(world, "etf", spec), lake=lake, registry=world["registry"])
+    assert "--benchmarks" in info.value.hint
