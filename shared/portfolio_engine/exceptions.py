@@ -189,3 +189,23 @@ def error_type(name: str) -> type[PortfolioEngineError]:
             return cls
         pending.extend(cls.__subclasses__())
     return PortfolioEngineError
+
+
+class RiskError(PortfolioEngineError):
+    """A risk measure or simulation cannot be computed from the inputs given."""
+
+
+class RiskInputError(RiskError):
+    """Bad risk inputs: NaN weights, weights not summing to the budget, unknown assets, a horizon <= 0."""
+
+    default_hint = "Check the weights (finite, summing to the budget), the assets and the horizon/level."
+
+
+class RiskLimitBreach(RiskError):
+    """A portfolio breaches one of its risk limits (raised only where a breach must stop the flow)."""
+
+
+class NotificationError(PortfolioEngineError):
+    """A notifier (SNS, Slack) could not deliver an alert."""
+
+    default_hint = "Check the topic ARN / webhook secret and the network; the alert is kept in the local log."
