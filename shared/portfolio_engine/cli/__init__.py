@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import typer
 
-from portfolio_engine.cli import run
+from portfolio_engine.cli import optimize, run
 from portfolio_engine.cli.data import data_app
 from portfolio_engine.cli.regime import regime_app
 
 app = typer.Typer(help="Stochastic Portfolio Engine.", no_args_is_help=True, pretty_exceptions_enable=False)
 run.register(app)
+optimize.register(app)
 app.add_typer(data_app, name="data")
 app.add_typer(regime_app, name="regime")
 

@@ -229,17 +229,17 @@ def optimize_portfolio(task: OptimizeInput, *, lake: Lake, registry: ModelRegist
             benefit=0.0,
         )
     else:
+        previous = held.get("regime") if held else None
         decision = _rule(spec).decide(
-            current,
-            target,
-            previous_regime=held.get("regime") if held else None,
-            current_regime=state,
-            moments=moments,
+            current, target, previous_regime=previous, current_regime=state, moments=moments,
             risk_aversion=in_force.risk_aversion,
-        )
+        )  # fmt: skip
+        # A regime change switches the policy in force (e.g. to the defensive target): the portfolio
+        # follows it whatever the utility test says; the cost test applies to drift.
+        switched = previous is not None and state is not None and previous != state
         outcome = RebalanceOutcome(
-            rebalance=decision.rebalance,
-            reason=str(decision.reason),
+            rebalance=decision.rebalance or switched,
+            reason="regime_change" if switched else str(decision.reason),
             drift=float(decision.drift),
             turnover=float(decision.turnover),
             cost=float(decision.cost),
@@ -255,7 +255,13 @@ def optimize_portfolio(task: OptimizeInput, *, lake: Lake, registry: ModelRegist
             "spec": spec.to_dict(),
             "method_in_force": in_force.method,
             "regime": task.regime.model_dump(mode="json") if task.regime else None,
-            "moments": {"mu": moments.mu.to_dict(), "cov": moments.cov.to_numpy().tolist()},
+            "spec_in_force": in_force.to_dict(),
+            # Labelled by position: put_json sorts mapping keys, so an asset list keeps mu and cov aligned.
+            "moments": {
+                "assets": [str(a) for a in moments.mu.index],
+                "mu": moments.mu.to_numpy().tolist(),
+                "cov": moments.cov.to_numpy().tolist(),
+            },
             "result": result.to_dict(),
             "decision": outcome.model_dump(mode="json"),
             "holdings": {k: float(v) for k, v in holdings.items()},

@@ -91,7 +91,8 @@ def test_regime_aware_moments_blend_the_states_by_the_next_period_probabilities(
     common = returns.index.intersection(posterior.index)
     per_state = regime_conditional_moments(returns.loc[common], posterior.loc[common])
     expected = blend_moments(per_state, pd.Series(regime.next_probabilities))
-    assert np.allclose(pd.Series(stored["moments"]["mu"]).loc[STOCKS], expected.mu.loc[STOCKS], rtol=1e-12)
+    assert stored["moments"]["assets"] == STOCKS and stored["spec_in_force"]["method"] == out.method
+    assert np.allclose(stored["moments"]["mu"], expected.mu.loc[STOCKS], rtol=1e-12)
     assert np.allclose(np.array(stored["moments"]["cov"]), expected.cov.loc[STOCKS, STOCKS], rtol=1e-12)
     weights = pd.Series(out.target_weights)
     assert weights.sum() == pytest.approx(1.0) and weights.between(-1e-9, 0.4 + 1e-9).all()
@@ -246,3 +247,12 @@ def test_etf_factors_must_be_in_the_lake(world: dict, lake: ParquetLake) -> None
     with pytest.raises(EmptyDataError, match="MTUM") as info:
         optimize_portfolio(_task(world, "etf", spec), lake=lake, registry=world["registry"])
     assert "--benchmarks" in info.value.hint
+
+
+def test_a_regime_change_switches_to_the_new_policy_whatever_the_cost(world: dict, lake: ParquetLake) -> None:
+    turbulent = world["regime"].model_copy(update={"regime": "turbulent"})
+    lake.put_json("portfolios/test/holdings.json", {"as_of": "2022-12-28", "weights": {"XOM": 1.0}, "regime": "calm"})
+    dear = _spec(method_params={"rebalance": {"drift_threshold": 0.05, "cost_bps": 1e6}})
+    out = optimize_portfolio(_task(world, "rc1", dear, turbulent), lake=lake, registry=world["registry"])
+    assert out.method == "min_variance" and out.decision.rebalance and out.decision.reason == "regime_change"
+    assert out.decision.cost > 0 and out.holdings == out.target_weights
