@@ -57,8 +57,14 @@ class Views:
                 hint="Build views with build_views(...), or index P's rows and Q by the same view names.",
             )
         values = self.picking.to_numpy(dtype=float)
-        if not (np.isfinite(values).all() and np.isfinite(self.returns.to_numpy(dtype=float)).all()):
-            raise SpecificationError("P or Q holds NaN or infinite values.", hint="Give finite view returns.")
+        q = self.returns.to_numpy(dtype=float)
+        if not (np.isfinite(values).all() and np.isfinite(q).all()):
+            bad = [
+                str(v)
+                for v, row, r in zip(self.picking.index, values, q, strict=True)
+                if not np.isfinite([*row, r]).all()
+            ]
+            raise SpecificationError(f"P or Q holds NaN or infinite values in views {bad}.", hint="Give finite views.")
 
     def __len__(self) -> int:
         return len(self.returns)

@@ -1,7 +1,8 @@
 """Covariance estimators on a table of simple per-period returns, answering in annual units.
 
-Covariances are multiplied by ``periods_per_year`` (the square-root-of-time rule for an i.i.d.
-sample). :func:`portfolio_engine.optimization.moments.estimate_moments` is the one entry point.
+Covariances are multiplied by ``periods_per_year``: variances of i.i.d. per-period returns add up
+over a year (volatilities then grow with the square root of time).
+:func:`portfolio_engine.optimization.moments.estimate_moments` is the one entry point.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from portfolio_engine.exceptions import SpecificationError
-from portfolio_engine.optimization._returns_checks import check_returns, ewma_alpha, ewma_weights
+from portfolio_engine.optimization._checks import check_returns, ewma_alpha, ewma_weights
 
 EwmaCenter = Literal["weighted", "sample", "zero"]
 

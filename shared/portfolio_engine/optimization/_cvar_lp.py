@@ -161,7 +161,7 @@ def solve_dual(problem: CVaRProblem) -> tuple[np.ndarray, float, float, SolveOut
         )
     if result.status != 0:
         raise SolverFailedError(f"min_cvar: HiGHS stopped on the dual LP: {result.message}")
-    weights = np.asarray(result.eqlin.marginals[:n], dtype=float)
+    weights = _verified(np.asarray(result.eqlin.marginals[:n], dtype=float), problem, "min_cvar", "HIGHS-dual")
     outcome = SolveOutcome(
         solver="HIGHS-dual",
         status="optimal",
@@ -208,12 +208,28 @@ def solve_primal(problem: CVaRProblem, what: str) -> tuple[np.ndarray, float, fl
         unbounded_constraints=UNBOUNDED_FAMILIES,
         what=what,
     )
-    weights = np.asarray(w.value, dtype=float)
+    weights = _verified(np.asarray(w.value, dtype=float), problem, what, outcome.solver)
     if problem.cvar_limit is not None:
         # Under a limit the tail variables need not be at their minimum: measure the CVaR of the weights exactly.
         return weights, *scenario_tail(problem.returns @ weights, problem.beta, problem.scale), outcome
     cvar_value, var_value = float(np.asarray(cvar.value)), float(np.asarray(alpha.value))
     return weights, cvar_value * problem.scale, var_value * problem.scale, outcome
+
+
+def _verified(weights: np.ndarray, problem: CVaRProblem, what: str, solver: str) -> np.ndarray:
+    """``weights`` if they satisfy every constraint (and the return floor), else :class:`SolverFailedError`."""
+    broken = problem.resolved.violations(weights, problem.cov)
+    if problem.target_return is not None and problem.mu @ weights < problem.target_return - 1e-6 * (
+        1.0 + abs(problem.target_return)
+    ):
+        broken["target_return"] = float(problem.target_return - problem.mu @ weights)
+    if broken:
+        raise SolverFailedError(
+            f"{what}: the solver ({solver}) reported optimal weights that break {broken} "
+            "(constraint family -> excess over its limit).",
+            hint="Check the scenarios' scale and the constraints, or loosen them slightly.",
+        )
+    return weights
 
 
 def scenario_tail(portfolio_returns: np.ndarray, beta: float, scale: float = 1.0) -> tuple[float, float]:

@@ -16,6 +16,7 @@ from typing import Any
 import cvxpy as cp
 import numpy as np
 
+from portfolio_engine.optimization._linalg import psd_factor
 from portfolio_engine.optimization.constraints import ResolvedConstraints
 
 __all__ = [
@@ -26,7 +27,6 @@ __all__ = [
     "binding_families",
     "conflicting_families",
     "cvxpy_constraints",
-    "psd_factor",
 ]
 
 
@@ -69,21 +69,6 @@ class ConstraintSet:
     def constraints(self) -> list[cp.Constraint]:
         """Every constraint, flattened."""
         return [c for t in self.tagged for c in t.all]
-
-
-def psd_factor(cov: np.ndarray) -> np.ndarray:
-    """A square root ``F`` with ``F' F = cov`` (eigen-decomposition; tiny negative eigenvalues clipped to 0).
-
-    Parameters
-    ----------
-    cov : ndarray of shape (n_assets, n_assets)
-
-    Returns
-    -------
-    ndarray of shape (n_assets, n_assets)
-    """
-    values, vectors = np.linalg.eigh(cov)
-    return (vectors * np.sqrt(np.clip(values, 0.0, None))).T
 
 
 @dataclass

@@ -96,10 +96,6 @@ class DirectQP:
         self._last_active: np.ndarray | None = None
         self._a_cache: tuple[np.ndarray, sp.csc_matrix] | None = None
 
-    def reset(self) -> None:
-        """Forget the warm active set."""
-        self._last_active = None
-
     def _p_matrix(self, p: np.ndarray) -> sp.csc_matrix:
         m = p.shape[0]
         if self._pattern is None or self._pattern[0] != m:

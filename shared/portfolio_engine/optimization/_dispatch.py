@@ -27,9 +27,9 @@ from portfolio_engine.optimization._frontier import efficient_frontier
 from portfolio_engine.optimization.mean_variance import MeanVarianceOptimizer
 from portfolio_engine.optimization.moments import Moments
 from portfolio_engine.optimization.result import OptimizationResult
-from portfolio_engine.optimization.spec import METHODS, PortfolioSpec
+from portfolio_engine.optimization.spec import METHODS, SHARED_METHOD_PARAMS, PortfolioSpec
 
-__all__ = ["METHOD_REGISTRY", "MethodFunction", "optimize", "register_method"]
+__all__ = ["METHOD_REGISTRY", "MethodFunction", "method_params", "optimize", "register_method"]
 
 MethodFunction = Callable[..., OptimizationResult]
 
@@ -50,6 +50,25 @@ def register_method(name: str, function: MethodFunction, *, replace: bool = Fals
     if name in METHOD_REGISTRY and not replace and METHOD_REGISTRY[name] is not function:
         raise SpecificationError(f"Method {name!r} is registered already.", hint="Pass replace=True to override it.")
     METHOD_REGISTRY[name] = function
+
+
+def method_params(spec: PortfolioSpec, reads: frozenset[str]) -> dict[str, Any]:
+    """``spec.method_params`` for a method that reads the keys ``reads`` (shared keys are dropped).
+
+    Raises
+    ------
+    SpecificationError
+        A key the method does not read (a typo would otherwise be ignored silently); the message names it
+        and the keys the method reads.
+    """
+    params = {k: v for k, v in spec.method_params.items() if k not in SHARED_METHOD_PARAMS}
+    if unknown := sorted(set(params) - reads):
+        raise SpecificationError(
+            f"{spec.method} does not read method_params {unknown}.",
+            hint=f"{spec.method} reads {sorted(reads) or 'none'} (and {sorted(SHARED_METHOD_PARAMS)}, read outside "
+            "it); a regime policy that changes the method can set its own method_params.",
+        )
+    return params
 
 
 def restrict(moments: Moments, universe: list[str] | None) -> Moments:
@@ -109,7 +128,7 @@ def optimize(
     Raises
     ------
     SpecificationError
-        A method no module has registered, or a universe the moments do not cover.
+        A method no module has registered, or a universe the moments (or the returns) do not cover.
     InfeasibleError, UnboundedError, SolverFailedError
         From the method.
 
@@ -130,10 +149,17 @@ def optimize(
             f"Method {spec.method!r} is not available: no module registered it.",
             hint=f"Registered methods: {sorted(METHOD_REGISTRY)}. Import its module (or register_method).",
         )
+    if returns is not None and spec.universe is not None:
+        if missing := [a for a in spec.universe if a not in returns.columns]:
+            raise SpecificationError(
+                f"returns lack the universe's assets {missing}.",
+                hint="Pass returns with a column for every asset of spec.universe.",
+            )
+        returns = returns[spec.universe]
     return function(
         spec,
         restrict(moments, spec.universe),
-        returns if returns is None or spec.universe is None else returns[spec.universe],
+        returns,
         current_weights=current_weights,
         benchmark_weights=benchmark_weights,
         factor_loadings=factor_loadings,

@@ -7,7 +7,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from portfolio_engine.exceptions import DataError, SpecificationError
-from portfolio_engine.optimization._returns_checks import check_returns
+from portfolio_engine.optimization._checks import check_returns
 
 
 class _FactorModel(BaseEstimator):

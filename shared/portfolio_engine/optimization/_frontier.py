@@ -15,7 +15,7 @@ import pandas as pd
 
 from portfolio_engine.exceptions import SpecificationError
 from portfolio_engine.optimization._mv_engine import MeanVarianceEngine, arrays_of
-from portfolio_engine.optimization.constraints import Constraints, ResolvedConstraints
+from portfolio_engine.optimization.constraints import Constraints
 from portfolio_engine.optimization.moments import Moments
 from portfolio_engine.optimization.result import EfficientFrontier, result_from_arrays
 
@@ -24,11 +24,6 @@ __all__ = ["efficient_frontier"]
 #: The last target sits this fraction of the range below the maximum return, where the feasible set is a point
 #: (or a face) and an interior-point solver may report it as (almost) infeasible.
 _TOP_MARGIN = 1e-7
-
-
-def _net_return(w: np.ndarray, mu: np.ndarray, resolved: ResolvedConstraints) -> float:
-    cost = 0.0 if resolved.costs is None else float(resolved.costs @ np.abs(w - resolved.current))
-    return float(mu @ w) - cost
 
 
 def efficient_frontier(
@@ -85,7 +80,7 @@ def efficient_frontier(
     engine = MeanVarianceEngine(solvers=solvers, solver_options=solver_options, direct=direct)
     w_min, _ = engine.solve("min_variance", mu, cov, resolved)
     w_max, _ = engine.solve("max_return", mu, cov, resolved)
-    low, high = _net_return(w_min, mu, resolved), _net_return(w_max, mu, resolved)
+    low, high = (float(mu @ w) - resolved.trading_cost(w) for w in (w_min, w_max))
     high = max(high, low)
     targets = np.linspace(low, high, n_points)
     targets[-1] = high - _TOP_MARGIN * (high - low)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from portfolio_engine.exceptions import DataError, SpecificationError
-from portfolio_engine.optimization._returns_checks import check_returns, check_series, ewma_alpha, ewma_weights
+from portfolio_engine.optimization._checks import check_returns, check_series, ewma_alpha, ewma_weights
 
 ShrinkageMethod = Literal["james_stein", "bayes_stein"]
 ShrinkageTarget = Literal["grand_mean", "min_variance"]
@@ -31,10 +31,22 @@ def historical_mean(returns: pd.DataFrame, *, geometric: bool = False, periods_p
     Returns
     -------
     Series of shape (n_assets,)
+
+    Raises
+    ------
+    DataError
+        Bad returns (see ``check_returns``), or with ``geometric`` a compounded growth <= 0.
     """
     values = check_returns(returns, min_observations=1)
     if geometric:
         growth = np.prod(1.0 + values, axis=0)
+        if (growth <= 0).any():
+            # A fractional power of a non-positive growth is NaN: name the assets instead of returning it.
+            lost = [str(a) for a, g in zip(returns.columns, growth, strict=True) if g <= 0]
+            raise DataError(
+                f"Compounded growth is zero or negative for {lost} (a return of -100 % or less): no geometric mean.",
+                hint="Check those returns (simple returns are > -1), or use the arithmetic mean (geometric=False).",
+            )
         mu = growth ** (periods_per_year / values.shape[0]) - 1.0
     else:
         mu = values.mean(axis=0) * periods_per_year
@@ -266,7 +278,8 @@ def shrunk_mean(
             solved = np.linalg.solve(cov, np.column_stack([np.ones(n_assets), mean]))
         except np.linalg.LinAlgError as exc:
             raise DataError(
-                "The sample covariance is singular: the shrinkage cannot invert it.",
+                f"The sample covariance of {list(map(str, returns.columns))} is singular: the shrinkage cannot "
+                "invert it.",
                 hint="Drop assets that are linear combinations of others, or use more observations.",
             ) from exc
         inv_ones, inv_mean = solved[:, 0], solved[:, 1]

@@ -34,17 +34,13 @@ from typing import Any
 import cvxpy as cp
 import numpy as np
 
-from portfolio_engine.optimization._cvx_constraints import (
-    CvxInputs,
-    TaggedConstraint,
-    cvxpy_constraints,
-    psd_factor,
-)
+from portfolio_engine.optimization._cvx_constraints import CvxInputs, TaggedConstraint, cvxpy_constraints
+from portfolio_engine.optimization._linalg import psd_factor, return_scale, variance_scale
 from portfolio_engine.optimization._solvers import SolveOutcome, solve_with_fallback
 from portfolio_engine.optimization._ucits import branch_and_bound
 from portfolio_engine.optimization.constraints import ResolvedConstraints
 
-__all__ = ["OBJECTIVES", "CvxMeanVariance", "method_constraints", "return_scale"]
+__all__ = ["OBJECTIVES", "CvxMeanVariance", "method_constraints"]
 
 OBJECTIVES: tuple[str, ...] = (
     "min_variance",
@@ -58,11 +54,6 @@ OBJECTIVES: tuple[str, ...] = (
 
 def _scalar(value: object) -> float:
     return float(np.asarray(value, dtype=float))
-
-
-def return_scale(values: np.ndarray) -> float:
-    """``max |values|`` (at least 1e-12): divides return terms so the objective is O(1)."""
-    return max(float(np.abs(values).max(initial=0.0)), 1e-12)
 
 
 class CvxMeanVariance:
@@ -138,7 +129,7 @@ class CvxMeanVariance:
     ) -> None:
         """Fill every Parameter for one solve (the covariance must be symmetric PSD)."""
         n = len(mu)
-        scale = max(float(np.trace(cov)) / n, 1e-300)
+        scale = variance_scale(cov)
         self.factor.value = psd_factor(cov) / np.sqrt(scale)
         self.inputs.assign(resolved, scale)
         costs = resolved.costs if resolved.costs is not None else np.zeros(n)

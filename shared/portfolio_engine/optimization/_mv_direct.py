@@ -18,8 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from portfolio_engine.optimization._cvx_constraints import psd_factor
-from portfolio_engine.optimization._mv_cvx import return_scale
+from portfolio_engine.optimization._linalg import psd_factor, return_scale, variance_scale
 from portfolio_engine.optimization.constraints import ResolvedConstraints
 
 __all__ = ["DirectProblem", "Rows", "build_direct", "direct_eligible", "linear_rows"]
@@ -85,7 +84,10 @@ class DirectProblem:
     def weights(self, x: np.ndarray) -> np.ndarray:
         """The weights in a solution ``x`` (divided by ``k`` when homogenised)."""
         w = x[: self.n_assets]
-        return w / x[-1] if self.homogeneous else w
+        if not self.homogeneous:
+            return w
+        with np.errstate(divide="ignore", invalid="ignore"):  # k = 0: no finite portfolio (the caller raises)
+            return w / x[-1]
 
     def binaries(self, x: np.ndarray) -> np.ndarray:
         """The relaxed UCITS binaries in ``x``."""
@@ -143,7 +145,7 @@ def build_direct(
 ) -> DirectProblem:
     """The objective as a :class:`DirectProblem` (``rows``: :func:`linear_rows` of ``resolved``, if cached)."""
     n = len(mu)
-    scale = max(float(np.trace(cov)) / n, 1e-300)
+    scale = variance_scale(cov)
     a_eq, b_eq, g, h, row_names = rows if rows is not None else linear_rows(resolved)
     names = list(row_names)
     p = 2.0 * cov / scale  # 1/2 x'Px = w' Sigma w / s, the value CvxMeanVariance reports

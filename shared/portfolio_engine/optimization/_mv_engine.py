@@ -17,18 +17,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from portfolio_engine.exceptions import InfeasibleError, SolverFailedError, SpecificationError
+from portfolio_engine.exceptions import InfeasibleError, SolverFailedError, SpecificationError, UnboundedError
 from portfolio_engine.optimization._cvx_constraints import binding_families, conflicting_families
 from portfolio_engine.optimization._direct_qp import DirectQP
+from portfolio_engine.optimization._linalg import checked_covariance
 from portfolio_engine.optimization._mv_cvx import OBJECTIVES, CvxMeanVariance, method_constraints
 from portfolio_engine.optimization._mv_direct import HIDDEN_ROWS, Rows, build_direct, direct_eligible, linear_rows
 from portfolio_engine.optimization._solvers import raise_for_status
 from portfolio_engine.optimization._ucits import Node, search_binaries
 from portfolio_engine.optimization.constraints import ResolvedConstraints
-from portfolio_engine.optimization.moments import Moments, repair_psd
+from portfolio_engine.optimization.moments import Moments
 from portfolio_engine.optimization.result import SolverDiagnostics
 
-__all__ = ["MeanVarianceEngine", "arrays_of", "checked_covariance"]
+__all__ = ["MeanVarianceEngine", "arrays_of", "request_arrays"]
 
 
 def arrays_of(moments: Moments) -> tuple[pd.Index, np.ndarray, np.ndarray]:
@@ -40,24 +41,48 @@ def arrays_of(moments: Moments) -> tuple[pd.Index, np.ndarray, np.ndarray]:
     return assets, moments.mu.to_numpy(dtype=float), cov.to_numpy(dtype=float)
 
 
-def checked_covariance(cov: np.ndarray) -> np.ndarray:
-    """``cov`` symmetrised, or a PSD repair of it (with a ``NonPSDCovarianceWarning``) when it is not PSD.
+def request_arrays(
+    mu: np.ndarray | pd.Series | None, cov: np.ndarray | pd.DataFrame, assets: Sequence[str] | None
+) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """``(names, mu, cov)`` of a :meth:`MeanVarianceOptimizer.solve_weights` request, checked and aligned.
+
+    Names come from ``assets``, else ``cov``'s index, else ``"0", "1", ...``; a ``mu`` Series is aligned to them
+    by label (a misaligned Series must not be read by position).
 
     Raises
     ------
     SpecificationError
-        Not square or not finite.
+        Shapes that disagree, a ``mu`` Series naming other assets, or a non-finite ``mu``.
     """
-    if cov.ndim != 2 or cov.shape[0] != cov.shape[1] or not np.isfinite(cov).all():
+    if isinstance(cov, pd.DataFrame):
+        names = _names(assets if assets is not None else cov.index.tolist())
+        cov_values = cov.to_numpy(dtype=float)
+    else:
+        cov_values = np.asarray(cov, dtype=float)
+        count = cov_values.shape[0] if cov_values.ndim else 0
+        names = _names(assets) if assets is not None else tuple(str(i) for i in range(count))
+    n = len(names)
+    if isinstance(mu, pd.Series) and not mu.index.equals(pd.Index(names)):
+        labels = {str(a) for a in mu.index}
+        if len(mu) != n or labels != set(names):
+            raise SpecificationError(
+                f"mu names {sorted(labels)}; the covariance's assets are {list(names)}.",
+                hint="Estimate mu and cov on the same universe (Moments does the alignment).",
+            )
+        mu = mu.rename(index=str).reindex(list(names))
+    mu_values = np.zeros(n) if mu is None else np.asarray(mu, dtype=float)
+    if mu_values.shape != (n,) or cov_values.shape != (n, n) or not np.isfinite(mu_values).all():
         raise SpecificationError(
-            f"The covariance must be a finite square matrix; got shape {cov.shape}.", hint="Pass Moments.cov."
+            f"mu has shape {mu_values.shape} and cov {cov_values.shape} for {n} assets "
+            f"(or mu is not finite: {mu_values.tolist() if mu_values.size <= 50 else '...'}).",
+            hint="Pass mu of shape (n,) and cov of shape (n, n) in the same asset order.",
         )
-    cov = (cov + cov.T) / 2.0
-    try:
-        np.linalg.cholesky(cov)  # cheap positive-definiteness test for the usual case
-    except np.linalg.LinAlgError:
-        cov = np.asarray(repair_psd(cov), dtype=float)
-    return cov
+    return names, mu_values, cov_values
+
+
+def _names(assets: Sequence[object]) -> tuple[str, ...]:
+    # Asset names are nearly always str already; str() on each (an arrow-backed Index) costs more than a solve step.
+    return tuple(a if type(a) is str else str(a) for a in assets)
 
 
 def _structure(objective: str, resolved: ResolvedConstraints) -> tuple[Any, ...]:
@@ -141,13 +166,15 @@ class MeanVarianceEngine:
             No portfolio satisfies the constraints (``constraints`` names them), or for ``max_sharpe`` none
             has an expected return above the risk-free rate (``constraints == ["risk_free_rate"]``).
         UnboundedError
-            The objective is unbounded (``constraints`` names the missing limits).
+            The objective is unbounded (``constraints`` names the missing limits); for ``max_sharpe``, also
+            when the Sharpe ratio only approaches its supremum as the weights grow without limit.
         SolverFailedError
-            Every solver failed.
+            Every solver failed, or the accepted answer breaks a constraint by more than
+            :data:`~portfolio_engine.optimization._resolved.FEASIBILITY_TOLERANCE` (never returned silently).
         """
         start = time.perf_counter()
         _check_request(objective, resolved, target, risk_aversion)
-        cov = checked_covariance(cov)
+        cov = checked_covariance(cov, labels=resolved.assets)
         messages: list[str] = []
         direct = self.direct if use_direct is None else use_direct
         if direct and direct_eligible(resolved):
@@ -156,8 +183,12 @@ class MeanVarianceEngine:
             )
             if solved is not None:
                 w, diagnostics = solved
-                return w + 0.0, replace(diagnostics, solve_seconds=time.perf_counter() - start)  # no -0.0
-            messages.append(f"direct path returned {status!r}; solved again through cvxpy")
+                _check_leverage(objective, w, resolved)
+                broken = resolved.violations(w, cov)
+                if not broken:
+                    return w + 0.0, replace(diagnostics, solve_seconds=time.perf_counter() - start)  # no -0.0
+                status = f"a point breaking {broken}"
+            messages.append(f"direct path returned {status}; solved again through cvxpy")
         problem = self.problem(objective, resolved)
         problem.update(mu, cov, resolved, risk_aversion=risk_aversion, risk_free_rate=risk_free_rate, target=target)
         outcome = problem.solve(solvers=self.solvers, options=self.solver_options)
@@ -169,8 +200,16 @@ class MeanVarianceEngine:
             unbounded_constraints=_open_limits(resolved),
             what=objective,
         )
+        w = problem.weights()
+        _check_leverage(objective, w, resolved)
+        if broken := resolved.violations(w, cov):
+            raise SolverFailedError(
+                f"{objective}: the solver ({outcome.solver}) reported optimal weights that break {broken} "
+                "(constraint family -> excess over its limit).",
+                hint="Scale the inputs (annual covariance), tighten solver_options, or try another solver order.",
+            )
         active = [name for name in binding_families(problem.tagged) if name != "max_sharpe"]
-        return problem.weights() + 0.0, SolverDiagnostics(
+        return w + 0.0, SolverDiagnostics(
             solver=outcome.solver,
             status="optimal",
             iterations=outcome.iterations,
@@ -260,7 +299,7 @@ class MeanVarianceEngine:
         if names:
             return  # raise_for_status names them
         w, _ = self.solve("max_return", mu, cov, resolved)
-        best = float(mu @ w - (resolved.costs @ np.abs(w - resolved.current) if resolved.costs is not None else 0.0))
+        best = float(mu @ w) - resolved.trading_cost(w)
         if best <= rf:
             raise InfeasibleError(
                 f"max_sharpe: no feasible portfolio has an expected return above the risk-free rate {rf:.6g} "
@@ -270,6 +309,33 @@ class MeanVarianceEngine:
             )
         raise SolverFailedError(
             f"max_sharpe: the homogenised problem was reported infeasible (best attainable return {best:.6g})."
+        )
+
+
+#: Largest |weight| / max(1, |budget|) accepted from the maximum-Sharpe reformulation: beyond it the optimum of
+#: the homogenised problem has k = 0, i.e. no finite portfolio attains the supremum of the Sharpe ratio.
+MAX_SHARPE_LEVERAGE = 1e6
+
+
+def _check_leverage(objective: str, w: np.ndarray, resolved: ResolvedConstraints) -> None:
+    """Raise when the maximum-Sharpe weights ``y / k`` blew up because the optimal ``k`` is 0.
+
+    With shorts and no bound on leverage, a zero-net long-short position can have a higher Sharpe ratio than
+    any portfolio with the budget: adding ever more of it to the budget approaches that ratio without reaching
+    it, and the solver returns ``k ~ 0`` (weights of 1e10 and more, budget broken by round-off).
+    """
+    if objective != "max_sharpe":
+        return
+    limit = MAX_SHARPE_LEVERAGE * max(1.0, abs(resolved.budget or 0.0))
+    largest = float(np.abs(w).max(initial=0.0))
+    if not largest <= limit:
+        missing = [name for name in _open_limits(resolved) if name != "budget"] or ["weight_bounds"]
+        raise UnboundedError(
+            f"max_sharpe: no portfolio attains the highest Sharpe ratio; it is approached only as the weights grow "
+            f"without limit (largest |weight| {largest:.3g}), through a long-short position with zero net weight. "
+            f"Nothing bounds it: {missing} absent or open.",
+            constraints=missing,
+            hint="Bound the weights (weight_bounds, long_only) or the leverage (gross_leverage, max_short).",
         )
 
 

@@ -9,19 +9,15 @@ import numpy as np
 import pandas as pd
 
 from portfolio_engine.exceptions import SpecificationError
-from portfolio_engine.optimization.mean_variance import arrays_of
+from portfolio_engine.optimization._checks import check_returns
+from portfolio_engine.optimization._linalg import psd_factor
+from portfolio_engine.optimization._mv_engine import arrays_of
 from portfolio_engine.optimization.moments import Moments
 
-__all__ = ["Sampling", "Seed", "draw_moments", "moment_arrays"]
+__all__ = ["Sampling", "Seed", "draw_moments"]
 
 Sampling = Literal["parametric", "bootstrap"]
 Seed = int | np.random.SeedSequence | None
-
-
-def moment_arrays(moments: Moments) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
-    """``(assets, mu, cov)`` with asset names as a tuple of str."""
-    names, mu, cov = arrays_of(moments)
-    return tuple(str(a) for a in names), mu, cov
 
 
 def _seed_sequence(seed: Seed) -> np.random.SeedSequence:
@@ -62,9 +58,12 @@ def draw_moments(
     Raises
     ------
     SpecificationError
-        Bad counts, an unknown sampling, or missing / misaligned returns.
+        Bad counts, an unknown sampling, or missing returns for bootstrap sampling.
+    DataError
+        Bootstrap returns with NaN or infinite values.
     """
-    assets, mu, cov = moment_arrays(moments)
+    names, mu, cov = arrays_of(moments)
+    assets = [str(a) for a in names]
     length = n_observations if n_observations is not None else (len(returns) if returns is not None else None)
     if not isinstance(n_resamples, int | np.integer) or n_resamples < 1:
         raise SpecificationError(f"n_resamples must be an integer >= 1; got {n_resamples!r}.", hint="Use e.g. 100.")
@@ -77,19 +76,19 @@ def draw_moments(
         raise SpecificationError(f"Unknown sampling {sampling!r}.", hint="Use 'parametric' or 'bootstrap'.")
     history = None
     if sampling == "bootstrap":
-        if returns is None or not set(assets) <= {str(c) for c in returns.columns}:
+        held = set() if returns is None else {str(c) for c in returns.columns}
+        if missing := [a for a in assets if a not in held]:
             raise SpecificationError(
-                "Bootstrap sampling needs the historical returns of every asset.", hint="Pass returns=..."
+                f"Bootstrap sampling needs the historical returns of every asset; missing {missing}.",
+                hint="Pass returns=... with a column per asset of the moments.",
             )
-        history = returns.rename(columns=str)[list(assets)].to_numpy(dtype=float)
-        if not np.isfinite(history).all():
-            raise SpecificationError("returns hold NaN or infinite values.", hint="Use returns.dropna().")
-    values, vectors = np.linalg.eigh(cov / periods_per_year)
-    root = vectors * np.sqrt(np.clip(values, 0.0, None))  # root @ root.T = per-period covariance, PSD-safe
+        assert returns is not None
+        history = check_returns(returns.rename(columns=str)[assets], reject_constant=False)
+    factor = psd_factor(cov / periods_per_year)  # factor' factor = per-period covariance, PSD-safe
     for child in _seed_sequence(seed).spawn(int(n_resamples)):
         rng = np.random.default_rng(child)
         if history is None:
-            sample = mu / periods_per_year + rng.standard_normal((length, len(assets))) @ root.T
+            sample = mu / periods_per_year + rng.standard_normal((length, len(assets))) @ factor
         else:
             sample = history[rng.integers(0, len(history), size=length)]
         yield sample.mean(axis=0) * periods_per_year, np.cov(sample, rowvar=False) * periods_per_year

@@ -30,16 +30,10 @@ import numpy as np
 
 from portfolio_engine.exceptions import SolverFailedError
 from portfolio_engine.optimization._cvx_constraints import Branching
+from portfolio_engine.optimization._resolved import ucits_satisfied
 from portfolio_engine.optimization._solvers import SolveOutcome
 
 __all__ = ["Node", "SearchResult", "branch_and_bound", "search_binaries", "ucits_satisfied"]
-
-
-def ucits_satisfied(weights: np.ndarray, limits: tuple[float, float, float], tol: float = 1e-7) -> bool:
-    """True when ``weights`` obey the 5/10/40-style rule ``limits = (small, big, total)`` (within ``tol``)."""
-    small, big, total = limits
-    exposure = np.abs(weights)
-    return bool(exposure.max(initial=0.0) <= big + tol and exposure[exposure > small + tol].sum() <= total + tol)
 
 
 @dataclass(frozen=True)

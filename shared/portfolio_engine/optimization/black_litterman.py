@@ -34,7 +34,8 @@ import pandas as pd
 
 from portfolio_engine.exceptions import SpecificationError
 from portfolio_engine.optimization._bl_views import RelativeView, Views, build_views
-from portfolio_engine.optimization._dispatch import register_method
+from portfolio_engine.optimization._checks import SYMMETRY_TOLERANCE, check_covariance, check_positive
+from portfolio_engine.optimization._dispatch import method_params, register_method
 from portfolio_engine.optimization.mean_variance import OBJECTIVES, MeanVarianceOptimizer
 from portfolio_engine.optimization.moments import Moments, equilibrium_mean
 from portfolio_engine.optimization.result import OptimizationResult
@@ -50,26 +51,6 @@ __all__ = [
     "he_litterman_omega",
     "idzorek_omega",
 ]
-
-_SYMMETRY_TOL = 1e-10
-
-
-def _covariance(cov: pd.DataFrame) -> np.ndarray:
-    if not isinstance(cov, pd.DataFrame) or not cov.index.equals(cov.columns):
-        raise SpecificationError(
-            "cov must be a square DataFrame with the same assets on its index and columns.",
-            hint="Pass Moments.cov or returns.cov() * 252.",
-        )
-    sigma = cov.to_numpy(dtype=float)
-    if not np.isfinite(sigma).all() or not np.allclose(sigma, sigma.T, atol=_SYMMETRY_TOL, rtol=0.0):
-        raise SpecificationError("cov holds non-finite values or is not symmetric.", hint="Repair the covariance.")
-    return sigma
-
-
-def _positive(value: float, name: str) -> float:
-    if not np.isfinite(value) or value <= 0:
-        raise SpecificationError(f"{name} must be a positive number; got {value!r}.", hint=f"Pass {name} > 0.")
-    return float(value)
 
 
 def _view_matrices(views: Views, cov: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -108,9 +89,9 @@ def he_litterman_omega(views: Views, cov: pd.DataFrame, tau: float, *, full: boo
     SpecificationError
         If ``tau <= 0`` or the views' assets differ from ``cov``'s.
     """
-    sigma = _covariance(cov)
+    sigma = check_covariance(cov)
     p, _ = _view_matrices(views, cov)
-    omega = _positive(tau, "tau") * p @ sigma @ p.T
+    omega = check_positive(tau, "tau") * p @ sigma @ p.T
     if not full:
         omega = np.diag(np.diag(omega))
     return pd.DataFrame(omega, index=views.picking.index, columns=views.picking.index)
@@ -214,8 +195,8 @@ def black_litterman_posterior(
         If shapes or assets disagree, ``Omega`` is not symmetric positive semi-definite, or the views are linearly
         dependent while held with full confidence (``P tau Sigma P' + Omega`` singular).
     """
-    sigma = _covariance(cov)
-    tau = _positive(tau, "tau")
+    sigma = check_covariance(cov)
+    tau = check_positive(tau, "tau")
     if not prior.index.equals(cov.index):
         raise SpecificationError(
             "prior and cov name different assets or orders.", hint="Compute pi with equilibrium_mean(cov, ...)."
@@ -236,9 +217,11 @@ def black_litterman_posterior(
     tau_sigma = tau * sigma
     tau_sigma_pt = tau_sigma @ p.T
     a = p @ tau_sigma_pt + om
-    if np.linalg.cond(a) > 1e12:
+    if (condition := float(np.linalg.cond(a))) > 1e12:
         raise SpecificationError(
-            "P tau Sigma P' + Omega is singular: views are linearly dependent and held with full confidence.",
+            f"P tau Sigma P' + Omega is singular (condition number {condition:.3g}) for the views "
+            f"{[str(v) for v in views.picking.index[keep]]}: they are linearly dependent and held with full "
+            "confidence.",
             hint="Drop redundant views or lower their confidence below 100 %.",
         )
     gain = np.linalg.solve(a, np.column_stack([q - p @ pi, tau_sigma_pt.T]))
@@ -258,14 +241,17 @@ def _omega(omega: pd.DataFrame, views: Views) -> np.ndarray:
     om = omega.to_numpy(dtype=float)
     finite = np.isfinite(np.diag(om))
     sub = om[np.ix_(finite, finite)]
+    smallest = float(np.linalg.eigvalsh(0.5 * (sub + sub.T)).min()) if sub.size and not np.isnan(sub).any() else 0.0
     if (
         np.isnan(om).any()
         or (np.diag(om) < 0).any()
-        or not np.allclose(sub, sub.T, atol=_SYMMETRY_TOL, rtol=0.0)
-        or (sub.size and np.linalg.eigvalsh(0.5 * (sub + sub.T)).min() < -1e-12 * max(1.0, np.abs(sub).max()))
+        or not np.allclose(sub, sub.T, atol=SYMMETRY_TOLERANCE, rtol=0.0)
+        or smallest < -1e-12 * max(1.0, float(np.abs(sub).max(initial=0.0)))
     ):
         raise SpecificationError(
-            "Omega must be symmetric positive semi-definite.", hint="View variances cannot be negative."
+            f"Omega must be symmetric positive semi-definite; got diagonal {np.diag(om).tolist()} and smallest "
+            f"eigenvalue {smallest:.6g} (NaN present: {bool(np.isnan(om).any())}).",
+            hint="View variances cannot be negative; use he_litterman_omega or idzorek_omega.",
         )
     return om
 
@@ -341,11 +327,7 @@ def black_litterman_method(
     InfeasibleError, UnboundedError, SolverFailedError
         From the mean-variance objective.
     """
-    params = dict(spec.method_params)
-    if unknown := sorted(set(params) - _BL_PARAMS):
-        raise SpecificationError(
-            f"black_litterman does not read method_params {unknown}.", hint=f"It reads {sorted(_BL_PARAMS)}."
-        )
+    params = method_params(spec, _BL_PARAMS)
     if "market_weights" not in params:
         raise SpecificationError(
             "black_litterman needs method_params.market_weights; got none.",

@@ -344,6 +344,9 @@ class Constraints(SpecModel):
         labels = tuple(self.factor_exposure_bounds)
         matrix = loadings.loc[list(names), list(labels)].to_numpy(dtype=float).T
         if not np.isfinite(matrix).all():
-            raise SpecificationError("factor_loadings hold NaN or infinite values.", hint="Fill or drop them.")
+            bad = sorted({f"{names[j]}/{labels[i]}" for i, j in zip(*np.nonzero(~np.isfinite(matrix)), strict=True)})
+            raise SpecificationError(
+                f"factor_loadings hold NaN or infinite values at (asset/factor) {bad}.", hint="Fill or drop them."
+            )
         bounds = bounds_arrays([self.factor_exposure_bounds[f] for f in labels])
         return LinearFamily("factor_exposure_bounds", matrix, *bounds, labels)

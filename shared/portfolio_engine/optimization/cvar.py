@@ -39,9 +39,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from portfolio_engine.exceptions import SpecificationError
+from portfolio_engine.exceptions import DataError, SpecificationError
+from portfolio_engine.optimization._checks import check_returns
 from portfolio_engine.optimization._cvar_lp import CVaRProblem, binding, scenario_tail, solve_dual, solve_primal
-from portfolio_engine.optimization._dispatch import register_method
+from portfolio_engine.optimization._dispatch import method_params, register_method
 from portfolio_engine.optimization._solvers import SolveOutcome
 from portfolio_engine.optimization.constraints import Constraints, ResolvedConstraints
 from portfolio_engine.optimization.moments import Moments
@@ -92,7 +93,7 @@ def scenario_cvar(portfolio_returns: np.ndarray | pd.Series, beta: float = 0.95)
     portfolio_returns : array-like of shape (n_scenarios,)
         Portfolio return per scenario.
     beta : float, default 0.95
-        Confidence level in (0, 1).
+        Confidence level in [0.5, 1).
 
     Returns
     -------
@@ -102,18 +103,29 @@ def scenario_cvar(portfolio_returns: np.ndarray | pd.Series, beta: float = 0.95)
     Raises
     ------
     SpecificationError
-        If ``beta`` is outside (0, 1) or the returns are empty or not finite.
+        If ``beta`` is outside [0.5, 1).
+    DataError
+        If the returns are empty or not finite.
     """
     _check_beta(beta)
-    values = np.asarray(portfolio_returns, dtype=float)
+    values = np.asarray(portfolio_returns, dtype=float).ravel()
     if values.size == 0 or not np.isfinite(values).all():
-        raise SpecificationError("Need finite scenario returns.", hint="Drop NaN rows from the scenarios.")
+        raise DataError(
+            f"portfolio_returns must be finite and non-empty; got {values.size} value(s), "
+            f"{int((~np.isfinite(values)).sum())} of them NaN or infinite.",
+            hint="Drop NaN rows from the scenarios.",
+        )
     return scenario_tail(values, beta)[0]
 
 
 def _check_beta(beta: float) -> None:
-    if not 0.0 < beta < 1.0:
-        raise SpecificationError(f"beta must be in (0, 1); got {beta!r}.", hint="Use 0.95 for a 95 % CVaR.")
+    # A confidence level, not a tail probability: beta = 0.05 would average the best 95 % of outcomes, a
+    # "risk" that rewards risk. Levels below one half are refused rather than silently optimised.
+    if not 0.5 <= beta < 1.0:
+        raise SpecificationError(
+            f"beta (the CVaR confidence level) must be in [0.5, 1); got {beta!r}.",
+            hint="Use 0.95 for the mean of the worst 5 % of outcomes (the level, not the tail probability 0.05).",
+        )
 
 
 def _problem(
@@ -127,14 +139,8 @@ def _problem(
     cvar_limit: float | None = None,
 ) -> CVaRProblem:
     _check_beta(beta)
-    if not isinstance(scenarios, pd.DataFrame) or scenarios.shape[0] < 1 or scenarios.shape[1] < 1:
-        raise SpecificationError(
-            "scenarios must be a non-empty DataFrame (rows = scenarios, columns = assets).",
-            hint="Pass the daily returns table, or simulated returns with the assets as columns.",
-        )
-    values = scenarios.to_numpy(dtype=float)
-    if not np.isfinite(values).all():
-        raise SpecificationError("scenarios hold NaN or infinite values.", hint="Use returns.dropna().")
+    # A riskless asset is a legitimate scenario column: constant columns are accepted.
+    values = check_returns(scenarios, min_observations=1, name="scenarios", reject_constant=False)
     assets = [str(a) for a in scenarios.columns]
     if mu is None:
         mean = values.mean(axis=0)
@@ -151,7 +157,8 @@ def _problem(
     if isinstance(constraints, ResolvedConstraints):
         if list(constraints.assets) != assets:
             raise SpecificationError(
-                "The resolved constraints' assets differ from the scenarios' columns (or their order).",
+                f"The resolved constraints' assets {list(constraints.assets)} differ from the scenarios' columns "
+                f"{assets} (or their order).",
                 hint="Resolve the constraints with scenarios.columns.",
             )
         resolved = constraints
@@ -218,7 +225,9 @@ def minimize_cvar(
     Raises
     ------
     SpecificationError
-        Invalid scenarios, ``beta``, ``mu``, target or constraints.
+        Invalid ``beta`` (a confidence level in [0.5, 1)), ``mu``, target or constraints; scenarios not a DataFrame.
+    DataError
+        Scenarios with NaN or infinite values, no rows or no columns.
     InfeasibleError
         The constraints (and target) cannot hold together; ``constraints`` names the conflicting families.
     UnboundedError
@@ -270,6 +279,8 @@ def maximize_return_cvar(
     ------
     SpecificationError
         Invalid inputs.
+    DataError
+        Scenarios with NaN or infinite values, no rows or no columns.
     InfeasibleError
         No portfolio has a CVaR within the limit under the constraints (``constraints`` names the families,
         ``cvar_limit`` among them).
@@ -325,10 +336,7 @@ def cvar_method(
     resolved = spec.constraints.resolve(
         assets, current_weights=current_weights, benchmark_weights=benchmark_weights, factor_loadings=factor_loadings
     )
-    params = dict(spec.method_params)
-    unknown = sorted(set(params) - {"cvar_limit"})
-    if unknown:
-        raise SpecificationError(f"{spec.method} does not read method_params {unknown}.", hint="It reads 'cvar_limit'.")
+    params = method_params(spec, frozenset({"cvar_limit"}))
     if spec.method == "mean_cvar" and "cvar_limit" in params:
         limit = float(params["cvar_limit"])
         solution = maximize_return_cvar(

@@ -38,7 +38,8 @@ from scipy.cluster import hierarchy
 from scipy.spatial.distance import squareform
 
 from portfolio_engine.exceptions import SpecificationError
-from portfolio_engine.optimization._dispatch import register_method
+from portfolio_engine.optimization._checks import check_covariance
+from portfolio_engine.optimization._dispatch import method_params, register_method
 from portfolio_engine.optimization._long_only import check_long_only_budget
 from portfolio_engine.optimization.moments import Moments
 from portfolio_engine.optimization.result import OptimizationResult, SolverDiagnostics, portfolio_result
@@ -68,23 +69,6 @@ class HRPSolution:
     linkage_matrix: np.ndarray
 
 
-def _check_cov(cov: pd.DataFrame) -> np.ndarray:
-    if not isinstance(cov, pd.DataFrame) or not cov.index.equals(cov.columns) or cov.index.has_duplicates:
-        raise SpecificationError(
-            "cov must be a square DataFrame with the same, unique assets on its index and columns.",
-            hint="Pass Moments.cov or returns.cov().",
-        )
-    sigma = cov.to_numpy(dtype=float)
-    variances = np.diag(sigma)
-    if not np.isfinite(sigma).all() or not (variances > 0).all():
-        bad = [str(a) for a, v in zip(cov.index, variances, strict=True) if not v > 0]
-        raise SpecificationError(
-            f"cov must be finite with positive variances; non-positive for {bad}.",
-            hint="Drop assets without risk (HRP divides by each variance).",
-        )
-    return sigma
-
-
 def correlation_distance(cov: pd.DataFrame) -> pd.DataFrame:
     """Correlation distance ``sqrt((1 - rho) / 2)`` between assets, in [0, 1].
 
@@ -103,7 +87,7 @@ def correlation_distance(cov: pd.DataFrame) -> pd.DataFrame:
     SpecificationError
         If ``cov`` is not a finite square DataFrame with positive variances.
     """
-    sigma = _check_cov(cov)
+    sigma = check_covariance(cov, positive_variances=True)
     scale = np.sqrt(np.diag(sigma))
     corr = np.clip(sigma / np.outer(scale, scale), -1.0, 1.0)
     distance = np.sqrt(np.clip((1.0 - corr) / 2.0, 0.0, 1.0))
@@ -172,7 +156,7 @@ def hrp_weights(
         )
     if not np.isfinite(budget) or budget <= 0:
         raise SpecificationError(f"HRP is long-only: the budget must be > 0; got {budget!r}.", hint="Use 1.0.")
-    sigma = _check_cov(cov)
+    sigma = check_covariance(cov, positive_variances=True)
     n_assets = sigma.shape[0]
     if n_assets == 1:
         link = np.empty((0, 4))
@@ -206,12 +190,7 @@ def hrp_method(
     """
     start = time.perf_counter()
     budget = check_long_only_budget(spec.constraints, "hrp", risk_budgets=False)
-    params = dict(spec.method_params)
-    unknown = sorted(set(params) - {"linkage", "optimal_ordering"})
-    if unknown:
-        raise SpecificationError(
-            f"hrp does not read method_params {unknown}.", hint="hrp reads 'linkage' and 'optimal_ordering'."
-        )
+    params = method_params(spec, frozenset({"linkage", "optimal_ordering"}))
     solution = hrp_weights(
         moments.cov,
         linkage=params.get("linkage", "single"),

@@ -30,7 +30,7 @@ from sklearn.base import BaseEstimator
 
 from portfolio_engine.exceptions import SpecificationError
 from portfolio_engine.optimization._mv_cvx import OBJECTIVES
-from portfolio_engine.optimization._mv_engine import MeanVarianceEngine, arrays_of
+from portfolio_engine.optimization._mv_engine import MeanVarianceEngine, arrays_of, request_arrays
 from portfolio_engine.optimization.constraints import Constraints, ResolvedConstraints
 from portfolio_engine.optimization.moments import Moments, estimate_moments
 from portfolio_engine.optimization.result import OptimizationResult, result_from_arrays
@@ -224,7 +224,8 @@ class MeanVarianceOptimizer(BaseEstimator):
         Parameters
         ----------
         mu : ndarray of shape (n_assets,), Series or None
-            Annual expected returns (None means zeros: enough for ``min_variance``).
+            Annual expected returns (None means zeros: enough for ``min_variance``). A Series is aligned to the
+            assets by label; an array is taken in their order.
         cov : ndarray or DataFrame of shape (n_assets, n_assets)
             Annual covariance.
         assets : sequence of str, optional
@@ -241,19 +242,7 @@ class MeanVarianceOptimizer(BaseEstimator):
         SpecificationError, InfeasibleError, UnboundedError, SolverFailedError
             As :meth:`solve`.
         """
-        if isinstance(cov, pd.DataFrame):
-            names = tuple(str(a) for a in (assets if assets is not None else cov.index))
-            cov_values = cov.to_numpy(dtype=float)
-        else:
-            cov_values = np.asarray(cov, dtype=float)
-            names = tuple(assets) if assets is not None else tuple(str(i) for i in range(cov_values.shape[0]))
-        n = len(names)
-        mu_values = np.zeros(n) if mu is None else np.asarray(mu, dtype=float)
-        if mu_values.shape != (n,) or cov_values.shape != (n, n) or not np.isfinite(mu_values).all():
-            raise SpecificationError(
-                f"mu has shape {mu_values.shape} and cov {cov_values.shape} for {n} assets (or mu is not finite).",
-                hint="Pass mu of shape (n,) and cov of shape (n, n) in the same asset order.",
-            )
+        names, mu_values, cov_values = request_arrays(mu, cov, assets)
         resolved = self._resolve(names, current_weights, benchmark_weights, factor_loadings)
         w, self.diagnostics_ = self._engine().solve(
             self.objective,

@@ -7,21 +7,22 @@ Units: ``returns`` are simple per-period returns (daily by default); every estim
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from portfolio_engine.exceptions import DataError, SpecificationError
+from portfolio_engine.optimization._checks import check_returns, check_series, check_symmetric
 from portfolio_engine.optimization._covariance_estimators import (
     ewma_covariance,
     ledoit_wolf_covariance,
     oas_covariance,
     sample_covariance,
 )
+from portfolio_engine.optimization._linalg import NonPSDCovarianceWarning, repair_psd
 from portfolio_engine.optimization._mean_estimators import (
     ShrinkageMethod,
     capm_mean,
@@ -31,7 +32,6 @@ from portfolio_engine.optimization._mean_estimators import (
     market_implied_risk_aversion,
     shrunk_mean,
 )
-from portfolio_engine.optimization._returns_checks import check_returns, check_series
 from portfolio_engine.optimization.factors import LinearFactorModel, PCAFactorModel
 
 __all__ = [
@@ -72,10 +72,6 @@ COVARIANCE_ESTIMATORS: dict[str, frozenset[str]] = {
 }
 
 
-class NonPSDCovarianceWarning(UserWarning):
-    """A covariance matrix had a negative eigenvalue and was replaced by a nearby PSD matrix."""
-
-
 @dataclass(frozen=True, eq=False)
 class Moments:
     """Annual expected returns and covariance of one universe, validated and aligned.
@@ -107,8 +103,12 @@ class Moments:
                 hint="Index both by asset: Moments(pd.Series(mu, index=assets), pd.DataFrame(cov, assets, assets)).",
             )
         assets = mu.index
-        if assets.has_duplicates or cov.index.has_duplicates or cov.columns.has_duplicates:
-            raise SpecificationError("Moments has duplicate asset names.", hint="Give each asset one entry.")
+        for label, axis in (("mu", assets), ("cov's rows", cov.index), ("cov's columns", cov.columns)):
+            if axis.has_duplicates:
+                repeated = sorted({str(a) for a in axis[axis.duplicated()]})
+                raise SpecificationError(
+                    f"Moments: {label} repeat the assets {repeated}.", hint="Give each asset one entry."
+                )
         aligned = cov.index.equals(assets) and cov.columns.equals(assets)  # the usual case, and a fast one
         for label, axis in () if aligned else (("rows", cov.index), ("columns", cov.columns)):
             if len(axis) != len(assets) or not axis.isin(assets).all():
@@ -120,22 +120,16 @@ class Moments:
                 )
         try:
             mu_values = mu.to_numpy(dtype="float64")
-            cov_values = (cov if aligned else cov.loc[assets, assets]).to_numpy(dtype="float64")
         except (TypeError, ValueError) as exc:
-            raise SpecificationError(f"Moments holds non-numeric values ({exc}).", hint="Use floats.") from exc
-        if not (np.isfinite(mu_values).all() and np.isfinite(cov_values).all()):
+            raise SpecificationError(f"Moments: mu holds non-numeric values ({exc}).", hint="Use floats.") from exc
+        if not np.isfinite(mu_values).all():
+            bad = [str(a) for a, v in zip(assets, mu_values, strict=True) if not np.isfinite(v)]
             raise SpecificationError(
-                "Moments holds NaN or infinite values.", hint="Estimate on returns without gaps (returns.dropna())."
+                f"Moments: mu holds NaN or infinite values for {bad}.",
+                hint="Estimate on returns without gaps (returns.dropna()).",
             )
-        asymmetry = float(np.abs(cov_values - cov_values.T).max()) if cov_values.size else 0.0
-        scale = float(np.abs(cov_values).max()) if cov_values.size else 0.0
-        if asymmetry > 1e-10 * max(scale, 1e-300):
-            raise SpecificationError(
-                f"cov is not symmetric: largest |cov - cov'| is {asymmetry:.3e} (largest entry {scale:.3e}).",
-                hint="Pass a covariance matrix; symmetrise a nearly symmetric one with (cov + cov.T) / 2.",
-            )
+        symmetric = check_symmetric(cov if aligned else cov.loc[assets, assets], name="Moments.cov", labels=assets)
         object.__setattr__(self, "mu", pd.Series(mu_values, index=assets.copy(), name="mu"))
-        symmetric = (cov_values + cov_values.T) / 2.0
         object.__setattr__(self, "cov", pd.DataFrame(symmetric, index=assets.copy(), columns=assets.copy()))
 
     @property
@@ -152,132 +146,6 @@ class Moments:
     def volatility(self) -> pd.Series:
         """Annual volatility of each asset, ``sqrt(diag(cov))``."""
         return pd.Series(np.sqrt(np.diag(self.cov.to_numpy())), index=self.assets, name="volatility")
-
-
-Matrix = TypeVar("Matrix", pd.DataFrame, np.ndarray)
-
-
-def repair_psd(
-    cov: Matrix,
-    *,
-    method: Literal["clip", "higham"] = "clip",
-    floor: float = 0.0,
-    tol: float = 1e-10,
-    max_iter: int = 200,
-) -> Matrix:
-    """Return ``cov`` if it is positive semi-definite, else a nearby PSD matrix and a warning.
-
-    ``cov`` counts as PSD when its smallest eigenvalue is at least ``floor - tol * max(|eig|)``.
-
-    * ``clip``: eigenvalues below ``floor`` are raised to it, ``V max(L, floor) V'``. With
-      ``floor=0`` this is the nearest PSD matrix in the Frobenius norm (Higham 1988). It changes the
-      variances too.
-    * ``higham``: the variances are kept exactly; the correlation matrix is replaced by the nearest
-      correlation matrix (Frobenius norm, unit diagonal, PSD) by Higham's alternating projections
-      with Dykstra's correction, then rescaled. ``floor`` must be 0.
-
-    Parameters
-    ----------
-    cov : DataFrame or ndarray of shape (n_assets, n_assets)
-        Symmetric (up to round-off).
-    method : {"clip", "higham"}, default "clip"
-    floor : float, default 0.0
-        Smallest eigenvalue wanted (``clip`` only): a small positive floor makes the result positive definite.
-    tol : float, default 1e-10
-        Relative tolerance of the PSD test, and of the convergence of ``higham``.
-    max_iter : int, default 200
-        Iterations of ``higham``; the result is PSD even if it stops before converging.
-
-    Returns
-    -------
-    DataFrame or ndarray of shape (n_assets, n_assets)
-        The same object when no repair was needed, otherwise a new one of the same type (and labels).
-
-    Warns
-    -----
-    NonPSDCovarianceWarning
-        When a repair was made; the message names the most negative eigenvalue.
-
-    Raises
-    ------
-    SpecificationError
-        Not square, not finite, not symmetric, unknown method, ``floor`` < 0 or ``floor`` with ``higham``,
-        or a variance <= 0 with ``higham``.
-
-    References
-    ----------
-    Higham, N. J. (1988), "Computing a nearest symmetric positive semidefinite matrix", Linear Algebra and
-    its Applications 103, 103-118.
-    Higham, N. J. (2002), "Computing the nearest correlation matrix - a problem from finance", IMA Journal
-    of Numerical Analysis 22(3), 329-343.
-    """
-    if method not in ("clip", "higham"):
-        raise SpecificationError(f"Unknown repair method {method!r}.", hint="Choose 'clip' or 'higham'.")
-    if floor < 0 or (method == "higham" and floor != 0):
-        raise SpecificationError(
-            f"floor must be >= 0, and 0 with method='higham'; got floor={floor!r}, method={method!r}.",
-            hint="Use method='clip' with a small positive floor to get a positive definite matrix.",
-        )
-    try:
-        values = np.array(cov, dtype="float64")
-    except (TypeError, ValueError) as exc:
-        raise SpecificationError(f"repair_psd needs a numeric matrix ({exc}).", hint="Pass the covariance.") from exc
-    if values.ndim != 2 or values.shape[0] != values.shape[1] or not np.isfinite(values).all():
-        raise SpecificationError(
-            f"repair_psd needs a finite square matrix; got shape {values.shape}.", hint="Pass the covariance matrix."
-        )
-    scale = float(np.abs(values).max()) if values.size else 0.0
-    if values.size and float(np.abs(values - values.T).max()) > 1e-10 * max(scale, 1e-300):
-        raise SpecificationError("repair_psd needs a symmetric matrix.", hint="Symmetrise it: (cov + cov.T) / 2.")
-    values = (values + values.T) / 2.0
-    eigenvalues = np.linalg.eigvalsh(values) if values.size else np.zeros(0)
-    if not values.size or eigenvalues[0] >= floor - tol * max(float(np.abs(eigenvalues).max()), 1e-300):
-        return cov
-    repaired = _clip(values, floor) if method == "clip" else _higham(values, tol=tol, max_iter=max_iter)
-    warnings.warn(
-        NonPSDCovarianceWarning(
-            f"Covariance is not positive semi-definite: most negative eigenvalue {eigenvalues[0]:.6g} "
-            f"(largest {eigenvalues[-1]:.6g}); replaced by a PSD matrix with method={method!r}."
-        ),
-        stacklevel=2,
-    )
-    if isinstance(cov, pd.DataFrame):
-        return pd.DataFrame(repaired, index=cov.index.copy(), columns=cov.columns.copy())
-    return repaired
-
-
-def _clip(values: np.ndarray, floor: float) -> np.ndarray:
-    eigenvalues, vectors = np.linalg.eigh(values)
-    repaired = (vectors * np.maximum(eigenvalues, floor)) @ vectors.T
-    return (repaired + repaired.T) / 2.0
-
-
-def _higham(values: np.ndarray, *, tol: float, max_iter: int) -> np.ndarray:
-    variances = np.diag(values).copy()
-    if (variances <= 0).any():
-        raise SpecificationError(
-            f"method='higham' needs positive variances; got {int((variances <= 0).sum())} <= 0.",
-            hint="Use method='clip', or drop the assets with zero variance.",
-        )
-    std = np.sqrt(variances)
-    current = values / np.outer(std, std)
-    correction = np.zeros_like(current)
-    for _ in range(max_iter):
-        shifted = current - correction
-        projected = _clip(shifted, 0.0)
-        correction = projected - shifted  # Dykstra's correction for the non-affine (PSD) set
-        following = projected.copy()
-        np.fill_diagonal(following, 1.0)
-        change = float(np.linalg.norm(following - current)) / max(float(np.linalg.norm(current)), 1e-300)
-        current = following
-        if change < tol:
-            break
-    # The last projection is onto the unit diagonal and may leave eigenvalues of order -tol: one
-    # final PSD projection and a congruent rescaling keep both properties exactly.
-    psd = _clip(current, 0.0)
-    scale = np.sqrt(np.clip(np.diag(psd), 1e-300, None))
-    correlation = psd / np.outer(scale, scale)
-    return correlation * np.outer(std, std)
 
 
 def estimate_moments(

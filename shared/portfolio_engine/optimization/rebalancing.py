@@ -211,8 +211,13 @@ def _align(current_weights: pd.Series, target_weights: pd.Series) -> tuple[pd.Se
                 f"{name} must be a Series indexed by asset; got {type(weights).__name__}.",
                 hint="Pass e.g. result.weights (a pandas Series).",
             )
-        if weights.index.has_duplicates or not np.isfinite(weights.to_numpy(dtype="float64")).all():
-            raise SpecificationError(f"{name} has duplicate assets or non-finite weights.", hint="Check the weights.")
+        values = weights.to_numpy(dtype="float64")
+        if weights.index.has_duplicates or not np.isfinite(values).all():
+            repeated = sorted({str(a) for a in weights.index[weights.index.duplicated()]})
+            bad = {str(a): float(v) for a, v in zip(weights.index, values, strict=True) if not np.isfinite(v)}
+            raise SpecificationError(
+                f"{name} has duplicate assets {repeated} or non-finite weights {bad}.", hint="Check the weights."
+            )
     assets = current_weights.index.union(target_weights.index, sort=False)
     current = current_weights.reindex(assets, fill_value=0.0).astype("float64")
     target = target_weights.reindex(assets, fill_value=0.0).astype("float64")
@@ -244,7 +249,11 @@ def drift_weights(weights: pd.Series, period_returns: pd.Series | pd.DataFrame) 
         A held asset has no finite return, or the portfolio's value falls to zero or below.
     """
     if not isinstance(weights, pd.Series) or not np.isfinite(weights.to_numpy(dtype="float64")).all():
-        raise SpecificationError("weights must be a Series of finite numbers indexed by asset.", hint="Check them.")
+        raise SpecificationError(
+            f"weights must be a Series of finite numbers indexed by asset; got {type(weights).__name__} "
+            f"{weights!r:.200}.",
+            hint="Pass e.g. result.weights (a pandas Series).",
+        )
     growth = (1.0 + period_returns).prod(axis=0) if isinstance(period_returns, pd.DataFrame) else 1.0 + period_returns
     growth = pd.Series(growth).reindex(weights.index).astype("float64")
     held = weights.to_numpy(dtype="float64")

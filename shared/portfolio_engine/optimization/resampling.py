@@ -35,8 +35,9 @@ import numpy as np
 import pandas as pd
 
 from portfolio_engine.exceptions import InfeasibleError, SpecificationError
-from portfolio_engine.optimization._dispatch import register_method
-from portfolio_engine.optimization._resample_draws import Sampling, Seed, draw_moments, moment_arrays
+from portfolio_engine.optimization._dispatch import method_params, register_method
+from portfolio_engine.optimization._mv_engine import arrays_of
+from portfolio_engine.optimization._resample_draws import Sampling, Seed, draw_moments
 from portfolio_engine.optimization.constraints import Constraints
 from portfolio_engine.optimization.mean_variance import MeanVarianceOptimizer
 from portfolio_engine.optimization.moments import Moments
@@ -155,7 +156,8 @@ def resampled_frontier(
     """
     if n_points < 2:
         raise SpecificationError(f"n_points must be >= 2; got {n_points!r}.", hint="Use e.g. 20.")
-    assets, mu, cov = moment_arrays(moments)
+    names, mu, cov = arrays_of(moments)
+    assets = tuple(str(a) for a in names)
     context = {"current_weights": current_weights, "benchmark_weights": benchmark_weights}
     solver = _Solver(constraints, 0.0, context | {"factor_loadings": factor_loadings})
     ranks = np.arange(n_points)
@@ -232,7 +234,7 @@ def resampled_portfolio(
     UnboundedError, SolverFailedError
         From a draw's mean-variance problem.
     """
-    assets, _, _ = moment_arrays(moments)
+    assets = tuple(str(a) for a in moments.mu.index)
     if portfolio != "max_sharpe" and not (isinstance(portfolio, int) and 0 <= portfolio < n_points):
         raise SpecificationError(
             f"portfolio must be 'max_sharpe' or a rank in [0, {n_points}); got {portfolio!r}.",
@@ -298,11 +300,7 @@ def resampled_method(
         From the per-draw problems.
     """
     start = time.perf_counter()
-    params = dict(spec.method_params)
-    if unknown := sorted(set(params) - _RESAMPLED_PARAMS):
-        raise SpecificationError(
-            f"resampled does not read method_params {unknown}.", hint=f"It reads {sorted(_RESAMPLED_PARAMS)}."
-        )
+    params = method_params(spec, _RESAMPLED_PARAMS)
     window = None
     if returns is not None:
         window = returns.iloc[-spec.lookback_days :] if spec.lookback_days is not None else returns

@@ -5,7 +5,10 @@ through :func:`portfolio_result`, so the statistics are always computed from the
 method was given (annual units):
 
 * ``expected_return = mu' w``, ``volatility = sqrt(w' Sigma w)``,
-  ``sharpe = (expected_return - risk_free_rate) / volatility``;
+  ``sharpe = (mu - risk_free_rate)' w / volatility``: the excess return of the weights with what they leave
+  (``1 - sum(w)``) in cash at the risk-free rate. With a budget of one this is ``(expected_return - rf) /
+  volatility``; it is the ratio :func:`~portfolio_engine.optimization.max_sharpe` maximises for any budget
+  (a budget of 0.5 halves the return and the volatility and keeps the ratio);
 * ``risk_contributions_i = w_i (Sigma w)_i / w' Sigma w``: fractions of the variance that sum to one
   (Euler's allocation; negative for a hedge).
 """
@@ -121,7 +124,8 @@ class OptimizationResult:
     weights : Series of shape (n_assets,)
         Weights indexed by asset.
     expected_return, volatility, sharpe : float
-        ``mu' w``, ``sqrt(w' Sigma w)`` and ``(mu' w - risk_free_rate) / volatility`` (NaN at zero volatility).
+        ``mu' w``, ``sqrt(w' Sigma w)`` and ``(mu - risk_free_rate)' w / volatility`` (NaN at zero volatility;
+        ``(mu' w - risk_free_rate) / volatility`` for fully invested weights).
     risk_contributions : Series of shape (n_assets,)
         ``w_i (Sigma w)_i / w' Sigma w``, summing to one (zeros for a zero-variance portfolio).
     method : str
@@ -239,8 +243,8 @@ def portfolio_stats(
     Returns
     -------
     tuple of (float, float, float, ndarray of shape (n_assets,))
-        ``(mu'w, sqrt(w'Sigma w), Sharpe, w_i (Sigma w)_i / w'Sigma w)``; Sharpe is NaN and the shares
-        are zero when the variance is zero.
+        ``(mu'w, sqrt(w'Sigma w), (mu - rf)'w / sqrt(w'Sigma w), w_i (Sigma w)_i / w'Sigma w)``; the Sharpe
+        ratio is NaN and the shares are zero when the variance is zero.
     """
     marginal = cov @ weights
     variance = float(weights @ marginal)
@@ -248,7 +252,8 @@ def portfolio_stats(
     volatility = math.sqrt(max(variance, 0.0))
     if variance > 0.0:
         shares = weights * marginal / variance
-        sharpe = (expected - risk_free_rate) / volatility
+        # The rest of the capital, 1 - sum(w), sits in cash at the risk-free rate: the excess return is (mu - rf)'w.
+        sharpe = (expected - risk_free_rate * float(weights.sum())) / volatility
     else:
         shares = np.zeros_like(weights)
         sharpe = math.nan
@@ -306,20 +311,17 @@ def portfolio_result(
             )
     if not np.isfinite(w).all():
         raise SpecificationError(f"weights hold NaN or infinite values: {w.tolist()}.", hint="Check the solver output.")
-    mu = moments.mu.to_numpy(dtype=float)
     cov = moments.cov.loc[assets, assets].to_numpy(dtype=float)
-    expected, volatility, sharpe, shares = portfolio_stats(w, mu, cov, risk_free_rate)
-    return OptimizationResult(
-        weights=pd.Series(w, index=assets, name="weight"),
-        expected_return=expected,
-        volatility=volatility,
-        sharpe=sharpe,
-        risk_contributions=pd.Series(shares, index=assets, name="risk_contribution"),
+    return result_from_arrays(
+        w,
+        moments.mu.to_numpy(dtype=float),
+        cov,
+        assets,
         method=method,
         diagnostics=diagnostics,
-        risk_free_rate=float(risk_free_rate),
+        risk_free_rate=risk_free_rate,
         frontier=frontier,
-        extras=extras or {},
+        extras=extras,
     )
 
 
@@ -332,8 +334,10 @@ def result_from_arrays(
     method: str,
     diagnostics: SolverDiagnostics,
     risk_free_rate: float,
+    frontier: EfficientFrontier | None = None,
+    extras: Mapping[str, Any] | None = None,
 ) -> OptimizationResult:
-    """:class:`OptimizationResult` from arrays (statistics from ``mu`` and ``cov``)."""
+    """:class:`OptimizationResult` from arrays in ``assets`` order (statistics from ``mu`` and ``cov``; no checks)."""
     expected, volatility, sharpe, shares = portfolio_stats(w, mu, cov, risk_free_rate)
     index = assets if isinstance(assets, pd.Index) else pd.Index(list(assets))
     return OptimizationResult(
@@ -345,4 +349,6 @@ def result_from_arrays(
         method=method,
         diagnostics=diagnostics,
         risk_free_rate=float(risk_free_rate),
+        frontier=frontier,
+        extras=extras or {},
     )

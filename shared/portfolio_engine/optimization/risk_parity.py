@@ -32,7 +32,8 @@ import numpy as np
 import pandas as pd
 
 from portfolio_engine.exceptions import SolverFailedError, SpecificationError
-from portfolio_engine.optimization._dispatch import register_method
+from portfolio_engine.optimization._checks import check_covariance
+from portfolio_engine.optimization._dispatch import method_params, register_method
 from portfolio_engine.optimization._long_only import check_long_only_budget
 from portfolio_engine.optimization.moments import Moments
 from portfolio_engine.optimization.result import OptimizationResult, SolverDiagnostics, portfolio_result
@@ -61,18 +62,6 @@ class RiskParitySolution:
     weights: pd.Series
     iterations: int
     max_relative_error: float
-
-
-def _covariance(cov: pd.DataFrame) -> np.ndarray:
-    if not isinstance(cov, pd.DataFrame) or not cov.index.equals(cov.columns):
-        raise SpecificationError(
-            "cov must be a square DataFrame with the same assets on its index and columns.",
-            hint="Pass Moments.cov or returns.cov() * 252.",
-        )
-    sigma = cov.to_numpy(dtype=float)
-    if not np.isfinite(sigma).all() or not np.allclose(sigma, sigma.T, rtol=0.0, atol=1e-12 * np.abs(sigma).max()):
-        raise SpecificationError("cov holds non-finite values or is not symmetric.", hint="Repair the covariance.")
-    return sigma
 
 
 def _budgets(risk_budget: pd.Series | None, assets: pd.Index) -> np.ndarray:
@@ -164,7 +153,7 @@ def risk_budgeting_weights(
     ----------
     .. [1] Spinu, F. (2013). "An Algorithm for Computing Risk Parity Weights". SSRN 2297383.
     """
-    sigma = _covariance(cov)
+    sigma = check_covariance(cov)
     b = _budgets(risk_budget, cov.index)
     if not np.isfinite(budget) or budget <= 0:
         raise SpecificationError(
@@ -174,16 +163,19 @@ def risk_budgeting_weights(
     sub = sigma[np.ix_(active, active)]
     scale = np.sqrt(np.diag(sub))
     if not (scale > 0).all():
+        riskless = [str(a) for a, v in zip(cov.index[active], scale, strict=True) if not v > 0]
         raise SpecificationError(
-            "An asset with a positive risk budget has zero variance.",
+            f"Assets with a positive risk budget have zero variance: {riskless}.",
             hint="Drop riskless assets or give them a zero risk budget.",
         )
     corr = sub / np.outer(scale, scale)
     try:
         np.linalg.cholesky(corr)
     except np.linalg.LinAlgError:
+        smallest = float(np.linalg.eigvalsh(corr)[0])
         raise SpecificationError(
-            "The covariance is not positive definite on the assets with a positive risk budget.",
+            "The covariance is not positive definite on the assets with a positive risk budget (smallest "
+            f"eigenvalue of their correlation matrix {smallest:.3g}; duplicated or collinear assets?).",
             hint="Use a shrunk (Ledoit-Wolf) or repaired covariance, or drop redundant assets.",
         ) from None
     x, iterations = _newton(corr, b[active], tol, max_iter)
@@ -223,12 +215,7 @@ def risk_parity_method(
     """
     start = time.perf_counter()
     budget = check_long_only_budget(spec.constraints, "risk_parity", risk_budgets=True)
-    params = dict(spec.method_params)
-    unknown = sorted(set(params) - {"tol", "max_iter"})
-    if unknown:
-        raise SpecificationError(
-            f"risk_parity does not read method_params {unknown}.", hint="risk_parity reads 'tol' and 'max_iter'."
-        )
+    params = method_params(spec, frozenset({"tol", "max_iter"}))
     budgets = spec.constraints.risk_budgets
     solution = risk_budgeting_weights(
         moments.cov,

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import Any, Literal, Self, get_args
 
 import yaml
@@ -36,7 +35,7 @@ from portfolio_engine.optimization._spec_model import SpecModel
 from portfolio_engine.optimization.constraints import Constraints
 from portfolio_engine.optimization.moments import COVARIANCE_ESTIMATORS, MEAN_ESTIMATORS
 
-__all__ = ["METHODS", "EstimatorSpec", "Method", "PortfolioSpec"]
+__all__ = ["METHODS", "SHARED_METHOD_PARAMS", "EstimatorSpec", "Method", "PortfolioSpec"]
 
 Method = Literal[
     "min_variance",
@@ -56,6 +55,9 @@ Method = Literal[
 METHODS: tuple[str, ...] = get_args(Method)
 
 _NOT_OVERRIDABLE = ("name", "universe", "regime_aware", "regime_policies")
+
+#: ``method_params`` keys read outside the method (by the pipeline's rebalancing rule): every method accepts them.
+SHARED_METHOD_PARAMS: frozenset[str] = frozenset({"rebalance"})
 
 
 class EstimatorSpec(SpecModel):
@@ -119,13 +121,16 @@ class PortfolioSpec(SpecModel):
         Annual; for the Sharpe ratio.
     frontier_points : int, default 50
     cvar_alpha : float, default 0.95
-        Confidence level of CVaR, in (0, 1).
+        Confidence level of CVaR, in [0.5, 1): 0.95 averages the worst 5 % of outcomes (the level, not the
+        tail probability).
     n_resamples : int, default 100
         Resampled frontier draws.
     seed : int, optional
         Seed of every random draw of the method.
     method_params : dict
-        Method-specific options (for example Black-Litterman views), read by that method.
+        Method-specific options (for example Black-Litterman views), read by that method; a method refuses
+        keys it does not read, except those of :data:`SHARED_METHOD_PARAMS` (read outside the method, e.g.
+        ``rebalance`` by the rebalancing rule).
     estimators : EstimatorSpec
     lookback_days : int or None, default 252
         Trailing window of returns the moments are estimated on (None: all).
@@ -153,7 +158,7 @@ class PortfolioSpec(SpecModel):
     risk_aversion: float = Field(default=1.0, gt=0)
     risk_free_rate: float = 0.0
     frontier_points: int = Field(default=50, ge=2)
-    cvar_alpha: float = Field(default=0.95, gt=0, lt=1)
+    cvar_alpha: float = Field(default=0.95, ge=0.5, lt=1)
     n_resamples: int = Field(default=100, ge=1)
     seed: int | None = None
     method_params: dict[str, Any] = {}
@@ -235,38 +240,36 @@ class PortfolioSpec(SpecModel):
         if not isinstance(data, dict):
             raise SpecificationError(
                 f"A portfolio spec must be a mapping; got {type(data).__name__} {data!r:.80}.",
-                hint="Pass the YAML/JSON text of a mapping, or a pathlib.Path to a file holding one.",
+                hint="Pass the YAML/JSON text of a mapping (read a file first: path.read_text()).",
             )
         return cls.model_validate(data)
 
     @classmethod
-    def from_yaml(cls, text_or_path: str | Path) -> PortfolioSpec:
-        """Read a spec from YAML text, or from a file when given a :class:`pathlib.Path`.
+    def from_yaml(cls, text: str) -> PortfolioSpec:
+        """Read a spec from YAML text (the core reads no files: callers pass ``path.read_text()``).
 
         Raises
         ------
         SpecificationError
-            Unreadable YAML, not a mapping, or an invalid spec.
+            Not a string, unreadable YAML, not a mapping, or an invalid spec.
         """
-        text = text_or_path.read_text(encoding="utf-8") if isinstance(text_or_path, Path) else text_or_path
         try:
-            data = yaml.safe_load(text)
+            data = yaml.safe_load(_text(text, "YAML"))
         except yaml.YAMLError as exc:
             raise SpecificationError(f"The spec is not valid YAML: {exc}", hint="Check indentation.") from exc
         return cls.from_dict(data)
 
     @classmethod
-    def from_json(cls, text_or_path: str | Path) -> PortfolioSpec:
-        """Read a spec from JSON text, or from a file when given a :class:`pathlib.Path`.
+    def from_json(cls, text: str) -> PortfolioSpec:
+        """Read a spec from JSON text (the core reads no files: callers pass ``path.read_text()``).
 
         Raises
         ------
         SpecificationError
-            Unreadable JSON, not an object, or an invalid spec.
+            Not a string, unreadable JSON, not an object, or an invalid spec.
         """
-        text = text_or_path.read_text(encoding="utf-8") if isinstance(text_or_path, Path) else text_or_path
         try:
-            data = json.loads(text)
+            data = json.loads(_text(text, "JSON"))
         except json.JSONDecodeError as exc:
             raise SpecificationError(f"The spec is not valid JSON: {exc}", hint="Check the syntax.") from exc
         return cls.from_dict(data)
@@ -278,3 +281,12 @@ class PortfolioSpec(SpecModel):
     def to_yaml(self) -> str:
         """YAML text; ``from_yaml(spec.to_yaml()) == spec``."""
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _text(text: object, kind: str) -> str | bytes:
+    if not isinstance(text, str | bytes):
+        raise SpecificationError(
+            f"A {kind} spec must be given as text; got {type(text).__name__} {text!r:.80}.",
+            hint="The optimization core reads no files: pass path.read_text(encoding='utf-8').",
+        )
+    return text

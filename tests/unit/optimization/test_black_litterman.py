@@ -286,6 +286,35 @@ def test_optimize_entry_with_views_uses_the_posterior(cov: pd.DataFrame, market_
     np.testing.assert_allclose(result.extras["posterior_mu"].to_numpy(), posterior.mu.to_numpy(), rtol=1e-14)
 
 
+def test_black_litterman_max_sharpe_matches_pypfopt(cov: pd.DataFrame, market_weights: pd.Series) -> None:
+    from pypfopt import EfficientFrontier
+    from pypfopt.black_litterman import market_implied_prior_returns
+
+    from portfolio_engine.optimization.mean_variance import max_sharpe
+
+    # Given the same prior (delta Sigma w_mkt), views, tau and He-Litterman Omega in both libraries
+    absolute, relative = {"A": 0.12}, [RelativeView(long=["B"], short=["C"], outperformance=0.03)]
+    ours = max_sharpe(
+        black_litterman(cov, market_weights, risk_aversion=DELTA, tau=TAU, absolute=absolute, relative=relative),
+        risk_free_rate=0.01,
+    )
+    views = build_views(ASSETS, absolute=absolute, relative=relative)
+    model = BlackLittermanModel(
+        cov,
+        pi=market_implied_prior_returns(market_weights, DELTA, cov, risk_free_rate=0.0),
+        P=views.picking.to_numpy(),
+        Q=views.returns.to_numpy(),
+        tau=TAU,
+    )
+    reference = EfficientFrontier(model.bl_returns(), model.bl_cov(), weight_bounds=(0, 1))
+    reference.max_sharpe(risk_free_rate=0.01)
+    _, _, ref_sharpe = reference.portfolio_performance(risk_free_rate=0.01)
+    # When both maximise the Sharpe ratio on the posterior / Then the objective and the weights agree to 1e-6
+    assert ours.sharpe == pytest.approx(ref_sharpe, abs=1e-6)
+    weights = pd.Series(reference.clean_weights(rounding=None))
+    np.testing.assert_allclose(ours.weights.to_numpy(), weights.reindex(ASSETS).to_numpy(), atol=1e-6)
+
+
 @pytest.mark.parametrize(
     ("params", "match"),
     [

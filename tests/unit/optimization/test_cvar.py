@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from portfolio_engine.adapters.market_data.bundled import DEFAULT_UNIVERSE, BundledSource
-from portfolio_engine.exceptions import InfeasibleError, SpecificationError, UnboundedError
+from portfolio_engine.exceptions import DataError, InfeasibleError, SpecificationError, UnboundedError
 from portfolio_engine.optimization.constraints import Constraints
 from portfolio_engine.optimization.cvar import maximize_return_cvar, minimize_cvar, scenario_cvar
 
@@ -189,6 +189,7 @@ def test_unbounded_problem_raises() -> None:
     ("kwargs", "match"),
     [
         ({"beta": 1.0}, "beta"),
+        ({"beta": 0.05}, r"confidence level\) must be in \[0.5, 1\); got 0.05"),
         ({"mu": pd.Series({"x": 0.1})}, "mu names"),
         ({"target_return": np.nan}, "target_return"),
     ],
@@ -209,7 +210,7 @@ def test_nan_scenarios_and_te_without_cov_raise() -> None:
             ),
         )
     scenarios.iloc[5, 1] = np.nan
-    with pytest.raises(SpecificationError, match="NaN"):
+    with pytest.raises(DataError, match=rf"scenarios has 1 row\(s\) with NaN.*\['{scenarios.columns[1]}'\]"):
         minimize_cvar(scenarios)
 
 

@@ -87,17 +87,17 @@ def test_covariance_is_b_f_bt_plus_d_by_hand(simulated: tuple) -> None:
     cov = model.covariance()
     assert np.allclose(cov.to_numpy(), expected, rtol=1e-10, atol=0)
     # With an intercept the diagonal is exactly each asset's sample variance
-    assert np.allclose(np.diag(cov), assets.var(ddof=1).to_numpy() * 252, rtol=1e-10)
+    assert np.allclose(np.diag(cov), assets.var(ddof=1).to_numpy() * 252, rtol=1e-10, atol=0)
 
 
 def test_expected_returns_from_premia(simulated: tuple) -> None:
     assets, factors = simulated
     model = LinearFactorModel().fit(assets, factors)
     # sample premia plus alpha give back the sample means
-    assert np.allclose(model.expected_returns(include_alpha=True), assets.mean() * 252, rtol=1e-10)
+    assert np.allclose(model.expected_returns(include_alpha=True), assets.mean() * 252, rtol=1e-10, atol=0)
     premia = pd.Series({"f3": 0.01, "f1": 0.06, "f2": 0.02})
     expected = model.loadings_.to_numpy() @ np.array([0.06, 0.02, 0.01])
-    assert np.allclose(model.expected_returns(premia).to_numpy(), expected, rtol=1e-12)
+    assert np.allclose(model.expected_returns(premia).to_numpy(), expected, rtol=1e-12, atol=0)
     with pytest.raises(SpecificationError, match="every factor"):
         model.expected_returns(pd.Series({"f1": 0.05}))
 
@@ -105,7 +105,7 @@ def test_expected_returns_from_premia(simulated: tuple) -> None:
 def test_pca_with_every_component_reproduces_the_sample_covariance(simulated: tuple) -> None:
     assets, _ = simulated
     model = PCAFactorModel(n_factors=6).fit(assets)
-    assert np.allclose(model.covariance().to_numpy(), np.cov(assets.to_numpy(), rowvar=False) * 252, rtol=1e-10)
+    assert np.allclose(model.covariance().to_numpy(), np.cov(assets.to_numpy(), rowvar=False) * 252, rtol=1e-10, atol=0)
     assert model.explained_variance_ratio_.sum() == pytest.approx(1.0, abs=1e-12)
     assert np.allclose(model.residual_var_.to_numpy(), 0.0, atol=1e-20)
 
@@ -117,11 +117,11 @@ def test_pca_components_match_sklearn_and_keep_the_variances(simulated: tuple) -
     # same components up to sign, same explained variance ratio
     dots = np.abs(np.sum(model.loadings_.to_numpy() * reference.components_.T, axis=0))
     assert np.allclose(dots, 1.0, atol=1e-10)
-    assert np.allclose(model.explained_variance_ratio_, reference.explained_variance_ratio_, rtol=1e-10)
+    assert np.allclose(model.explained_variance_ratio_, reference.explained_variance_ratio_, rtol=1e-10, atol=0)
     assert (model.loadings_.sum() >= 0).all()
     # with fewer components the implied variances are still the sample variances (B F B' + D, D the rest)
-    assert np.allclose(np.diag(model.covariance()), assets.var().to_numpy() * 252, rtol=1e-10)
-    assert np.allclose(model.expected_returns(include_alpha=True), assets.mean() * 252, rtol=1e-10)
+    assert np.allclose(np.diag(model.covariance()), assets.var().to_numpy() * 252, rtol=1e-10, atol=0)
+    assert np.allclose(model.expected_returns(include_alpha=True), assets.mean() * 252, rtol=1e-10, atol=0)
 
 
 def test_models_follow_the_estimator_contract(simulated: tuple) -> None:
@@ -199,7 +199,7 @@ def test_etf_factor_model_on_the_bundled_etfs(stock_returns: pd.DataFrame) -> No
     # the spreads are an invertible linear map of the ETF returns: same fit, same implied covariance
     assert plain.n_observations_ == spreads.n_observations_ > 2000
     assert np.allclose(plain.r_squared_, spreads.r_squared_, rtol=0, atol=1e-10)
-    assert np.allclose(plain.covariance(), spreads.covariance(), rtol=1e-9)
+    assert np.allclose(plain.covariance(), spreads.covariance(), rtol=1e-9, atol=0)
     assert plain.r_squared_.mean() > 0.3
     with pytest.raises(DataError, match="Only 0 date"):
         etf_factor_model(stock_returns.loc[:"2013-12-31"], etfs)

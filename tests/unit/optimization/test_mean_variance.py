@@ -211,10 +211,24 @@ def test_net_leverage_binds_without_a_budget(sim: Moments) -> None:
         sim, Constraints(budget=None, net_leverage=(0.5, 0.7), weight_bounds=(0, 0.3)), risk_aversion=0.5
     )
     assert result.weights.sum() == pytest.approx(0.7, abs=1e-10)
-    assert result.diagnostics.active_constraints[0] == "weight_bounds" or "net_leverage" in (
-        result.diagnostics.active_constraints
-    )
     assert "net_leverage" in result.diagnostics.active_constraints
+    # (without the limit the optimum holds more than 0.7)
+    free = max_utility(sim, Constraints(budget=None, weight_bounds=(0, 0.3)), risk_aversion=0.5)
+    assert free.weights.sum() > 0.7 + 1e-3
+
+
+def test_per_asset_bounds_bind(sim: Moments) -> None:
+    # Given the asset minimum variance loads most, capped at 5 %, and another held at 10 % at least
+    free = min_variance(sim).weights
+    heaviest, lightest = free.idxmax(), free.idxmin()
+    assert free[heaviest] > 0.1 and free[lightest] < 0.1
+    bounds = {heaviest: (0.0, 0.05), lightest: (0.10, 0.5)}
+    result = min_variance(sim, Constraints(asset_bounds=bounds))
+    # Then both bind exactly, and the other assets keep the default (long-only, open above)
+    assert result.weights[heaviest] == pytest.approx(0.05, abs=1e-10)
+    assert result.weights[lightest] == pytest.approx(0.10, abs=1e-10)
+    assert "weight_bounds" in result.diagnostics.active_constraints
+    assert result.volatility > min_variance(sim).volatility
 
 
 def test_sector_limits_bind(stocks: Moments) -> None:
@@ -355,6 +369,14 @@ def test_group_minima_over_the_budget_are_infeasible_and_named(sim: Moments) -> 
         min_variance(sim, constraints)
     assert {"group_bounds", "budget"} <= set(caught.value.constraints)
     assert "group_bounds" in str(caught.value) and caught.value.hint
+
+
+def test_ucits_that_cannot_hold_the_budget_is_infeasible_and_named(sim: Moments) -> None:
+    # Given 5 assets under 5/10/40: at most four positions above 5 % (0.4) and the fifth at 5 %, 0.45 < 1
+    five = Moments(sim.mu.iloc[:5], sim.cov.iloc[:5, :5])
+    with pytest.raises(InfeasibleError) as caught:
+        min_variance(five, Constraints(ucits=True))
+    assert "ucits" in caught.value.constraints and caught.value.hint
 
 
 def test_target_above_the_best_return_names_target_return(sim: Moments) -> None:

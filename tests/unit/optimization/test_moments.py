@@ -294,10 +294,15 @@ def test_moments_aligns_cov_to_mu_symmetrises_and_copies() -> None:
         (
             pd.Series([0.1, 0.1], index=["a", "b"]),
             pd.DataFrame([[1.0, 0.5], [0.4, 1.0]], list("ab"), list("ab")),
-            "symmetric",
+            r"not symmetric: Moments.cov\['a', 'b'\] = 0.5 but Moments.cov\['b', 'a'\] = 0.4",
         ),
         (pd.Series([np.nan], index=["a"]), pd.DataFrame([[0.1]], index=["a"], columns=["a"]), "NaN"),
         (np.array([0.1]), pd.DataFrame([[0.1]]), "Series"),
+        (
+            pd.Series([0.1, 0.1], index=["a", "a"]),
+            pd.DataFrame(np.eye(2), ["a", "b"], ["a", "b"]),
+            r"mu repeat the assets \['a'\]",
+        ),
     ],
 )
 def test_moments_rejects_inconsistent_input(mu: object, cov: object, message: str) -> None:
@@ -380,6 +385,13 @@ def test_estimate_moments_rejects_bad_data(returns: pd.DataFrame) -> None:
     with pytest.raises(DataError, match="not positive"):
         estimate_moments(returns, mean="equilibrium", market_weights=pd.Series(1.0, index=returns.columns),
                          market_returns=-returns.mean(axis=1) - 0.01)  # fmt: skip
+
+
+def test_geometric_mean_refuses_a_total_loss() -> None:
+    # Given an asset that lost everything on one day / When compounding / Then a typed error names it (not NaN)
+    wiped = pd.DataFrame({"ok": [0.01, 0.02, -0.01], "gone": [0.05, -1.0, 0.02]})
+    with pytest.raises(DataError, match=r"zero or negative for \['gone'\]"):
+        historical_mean(wiped, geometric=True)
 
 
 def test_a_single_observation_gives_a_mean_but_no_covariance() -> None:

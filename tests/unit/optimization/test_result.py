@@ -40,6 +40,15 @@ def test_statistics_match_hand_computed_values(moments: Moments) -> None:
     assert list(result.weights.index) == ASSETS
 
 
+def test_sharpe_charges_the_risk_free_rate_on_the_invested_part_only(moments: Moments) -> None:
+    # Given half the capital invested (the rest in cash at the risk-free rate)
+    w = np.array([0.25, 0.15, 0.10])
+    result = portfolio_result(w, moments, method="x", diagnostics=DIAG, risk_free_rate=0.02)
+    # Then the excess return is (mu - rf)' w: the cash earns rf and adds no excess
+    assert result.sharpe == pytest.approx((MU - 0.02) @ w / np.sqrt(w @ COV @ w), rel=1e-14)
+    assert result.expected_return == pytest.approx(MU @ w, rel=1e-14)
+
+
 def test_a_hedging_position_has_a_negative_share_and_a_zero_portfolio_a_nan_sharpe(moments: Moments) -> None:
     hedged = portfolio_result(np.array([0.98, 0.0, 0.02]), moments, method="x", diagnostics=DIAG)
     assert hedged.risk_contributions.sum() == pytest.approx(1.0, abs=1e-14)

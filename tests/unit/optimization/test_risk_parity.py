@@ -177,3 +177,8 @@ def test_optimize_entry_reads_risk_budgets_and_refuses_other_constraints() -> No
     with pytest.raises(SpecificationError, match=r"weight_bounds.*group_bounds") as info:
         optimize(spec, moments)
     assert "min_variance" in info.value.hint
+    # And method_params: a typo is refused by name, the rebalancing rule's settings (read outside) are not
+    with pytest.raises(SpecificationError, match=r"risk_parity does not read method_params \['tolerance'\]"):
+        optimize(PortfolioSpec(method="risk_parity", method_params={"tolerance": 1e-8}), moments)
+    with_rule = PortfolioSpec(method="risk_parity", method_params={"rebalance": {"drift_threshold": 0.05}})
+    np.testing.assert_allclose(optimize(with_rule, moments).weights, risk_budgeting_weights(moments.cov).weights)

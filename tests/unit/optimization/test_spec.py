@@ -40,17 +40,11 @@ def test_yaml_reads_every_section() -> None:
     assert spec.regime_aware and spec.lookback_days == 504
 
 
-def test_round_trips_through_dict_yaml_json_and_a_file(tmp_path: Path) -> None:
+def test_round_trips_through_dict_yaml_and_json() -> None:
     spec = PortfolioSpec.from_yaml(YAML)
     assert PortfolioSpec.from_dict(spec.to_dict()) == spec
     assert PortfolioSpec.from_yaml(spec.to_yaml()) == spec
     assert PortfolioSpec.from_json(json.dumps(spec.to_dict())) == spec
-    path = tmp_path / "spec.json"
-    path.write_text(json.dumps(spec.to_dict()), encoding="utf-8")
-    assert PortfolioSpec.from_json(path) == spec
-    yaml_path = tmp_path / "spec.yaml"
-    yaml_path.write_text(YAML, encoding="utf-8")
-    assert PortfolioSpec.from_yaml(yaml_path) == spec
     # And the JSON form is plain JSON (open bounds are null, tuples are lists)
     assert json.loads(json.dumps(spec.to_dict()))["constraints"]["group_bounds"] == {"tech": [None, 0.5]}
 
@@ -75,6 +69,7 @@ def test_python_construction_equals_yaml() -> None:
         ({"method": "target_risk"}, "method='target_risk' needs target_volatility; got None"),
         ({"target_volatility": -0.1}, "target_volatility: Input should be greater than 0"),
         ({"cvar_alpha": 1.5}, "cvar_alpha: Input should be less than 1"),
+        ({"cvar_alpha": 0.05}, "cvar_alpha: Input should be greater than or equal to 0.5"),
         ({"universe": ["A", "B", "A"]}, "universe is empty or repeats ['A']"),
         ({"limits": {"max_drawdown": "high"}}, "limits.max_drawdown: Input should be a valid number"),
         ({"limits": {"var": float("inf")}}, "limits must be finite numbers; got {'var': inf}"),
@@ -89,6 +84,17 @@ def test_invalid_specs_raise_specification_error_naming_the_problem(data: dict, 
     with pytest.raises(SpecificationError) as caught:
         PortfolioSpec.from_dict(data)
     assert needle in str(caught.value)
+
+
+def test_the_core_reads_no_files(tmp_path: Path) -> None:
+    # Given a spec file / When its path (not its text) is passed / Then the error says to read it first
+    path = tmp_path / "spec.yaml"
+    path.write_text(YAML, encoding="utf-8")
+    for reader in (PortfolioSpec.from_yaml, PortfolioSpec.from_json):
+        with pytest.raises(SpecificationError, match="must be given as text; got PosixPath") as caught:
+            reader(path)  # type: ignore[arg-type]
+        assert "read_text" in caught.value.hint
+    assert PortfolioSpec.from_yaml(path.read_text(encoding="utf-8")) == PortfolioSpec.from_yaml(YAML)
 
 
 def test_text_that_is_not_a_mapping_or_not_yaml() -> None:

@@ -1,11 +1,19 @@
-"""Checks shared by the moment estimators and factor models: returns tables, aligned series, EWMA decay."""
+"""Input checks shared by the whole package: returns tables, aligned series, covariance matrices, EWMA decay.
+
+One place for them, so that every method rejects the same bad input with the same typed error and message.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
 from portfolio_engine.exceptions import DataError, SpecificationError
+
+#: Largest ``|cov - cov'|`` accepted, relative to the largest entry (round-off of a covariance computed in float64).
+SYMMETRY_TOLERANCE = 1e-10
 
 
 def check_returns(
@@ -130,3 +138,106 @@ def ewma_weights(n: int, alpha: float) -> np.ndarray:
     """
     weights = (1.0 - alpha) ** np.arange(n - 1, -1, -1, dtype="float64")
     return weights / weights.sum()
+
+
+def check_positive(value: float, name: str) -> float:
+    """``value`` as a float if it is a finite number > 0.
+
+    Raises
+    ------
+    SpecificationError
+        Not a finite positive number (the message gives the value).
+    """
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not (np.isfinite(number) and number > 0):
+        raise SpecificationError(f"{name} must be a positive number; got {value!r}.", hint=f"Pass {name} > 0.")
+    return number
+
+
+def check_symmetric(
+    values: np.ndarray | pd.DataFrame, *, name: str = "cov", labels: Sequence[object] | pd.Index | None = None
+) -> np.ndarray:
+    """A finite, square, symmetric (to round-off) matrix, returned exactly symmetrised as float64.
+
+    Parameters
+    ----------
+    values : array-like of shape (n, n)
+    name : str, default "cov"
+        What the matrix is called in error messages.
+    labels : sequence, optional
+        Names of the rows (assets), to say where a value is bad.
+
+    Raises
+    ------
+    SpecificationError
+        Not numeric, not square, a NaN or infinite entry (the assets are named), or ``|cov - cov'|`` above
+        :data:`SYMMETRY_TOLERANCE` times the largest entry (the worst pair is named).
+    """
+    try:
+        matrix = np.array(values, dtype="float64")
+    except (TypeError, ValueError) as exc:
+        raise SpecificationError(f"{name} must be a numeric matrix ({exc}).", hint="Pass a covariance matrix.") from exc
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise SpecificationError(f"{name} must be a square matrix; got shape {matrix.shape}.", hint="Pass n x n.")
+    names = [str(a) for a in labels] if labels is not None else [str(i) for i in range(matrix.shape[0])]
+    bad = ~np.isfinite(matrix).all(axis=1)
+    if bad.any():
+        raise SpecificationError(
+            f"{name} holds NaN or infinite values in the rows of {[n for n, b in zip(names, bad, strict=True) if b]}.",
+            hint="Estimate it on returns without gaps (returns.dropna()), or drop those assets.",
+        )
+    if matrix.size:
+        gap = np.abs(matrix - matrix.T)
+        scale = max(float(np.abs(matrix).max()), 1e-300)
+        if float(gap.max()) > SYMMETRY_TOLERANCE * scale:
+            i, j = np.unravel_index(int(np.argmax(gap)), gap.shape)
+            raise SpecificationError(
+                f"{name} is not symmetric: {name}[{names[i]!r}, {names[j]!r}] = {matrix[i, j]:.6g} but "
+                f"{name}[{names[j]!r}, {names[i]!r}] = {matrix[j, i]:.6g} (largest entry {scale:.3g}).",
+                hint="Pass a covariance matrix; symmetrise a nearly symmetric one with (cov + cov.T) / 2.",
+            )
+    return (matrix + matrix.T) / 2.0
+
+
+def check_covariance(cov: pd.DataFrame, *, name: str = "cov", positive_variances: bool = False) -> np.ndarray:
+    """Validate a labelled covariance and return its values (float64, exactly symmetric).
+
+    Parameters
+    ----------
+    cov : DataFrame of shape (n_assets, n_assets)
+        Same unique asset labels, in the same order, on the index and the columns.
+    name : str, default "cov"
+    positive_variances : bool, default False
+        Also require every variance to be > 0 (methods that divide by it).
+
+    Raises
+    ------
+    SpecificationError
+        Not a DataFrame, labels that differ between the axes or repeat, non-finite or asymmetric values
+        (see :func:`check_symmetric`), or a variance <= 0 when ``positive_variances`` (the assets are named).
+    """
+    if not isinstance(cov, pd.DataFrame):
+        raise SpecificationError(
+            f"{name} must be a DataFrame indexed by asset on both axes; got {type(cov).__name__}.",
+            hint="Pass Moments.cov, or pd.DataFrame(values, index=assets, columns=assets).",
+        )
+    if not cov.index.equals(cov.columns) or cov.index.has_duplicates:
+        raise SpecificationError(
+            f"{name} must be a square DataFrame with the same unique assets, in the same order, on its index and "
+            f"columns; got index "
+            f"{[str(a) for a in cov.index]} and columns {[str(a) for a in cov.columns]}.",
+            hint="Reorder it: cov.loc[assets, assets].",
+        )
+    matrix = check_symmetric(cov.to_numpy(), name=name, labels=cov.index)
+    if positive_variances:
+        variances = np.diag(matrix)
+        if not (variances > 0).all():
+            bad = {str(a): float(v) for a, v in zip(cov.index, variances, strict=True) if not v > 0}
+            raise SpecificationError(
+                f"{name} has non-positive variances {bad}.",
+                hint="Drop riskless assets (this method divides by each variance).",
+            )
+    return matrix
