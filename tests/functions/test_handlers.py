@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 from pathlib import Path
 
@@ -15,6 +17,11 @@ from portfolio_engine.contracts import (
     RunRequest,
     ValidateInput,
 )
+from portfolio_engine.contracts.training import (
+    PrepareRegimeTrainingInput,
+    RegisterRegimeModelInput,
+    RetrainRegimeRequest,
+)
 from portfolio_engine.local.runner import InProcessLambda
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
@@ -26,6 +33,9 @@ MODELS = {
     "detect_regime.json": DetectRegimeInput,
     "optimize_portfolio.json": OptimizeInput,
     "rebalance.json": RunRequest,
+    "prepare_regime_training.json": PrepareRegimeTrainingInput,
+    "register_regime_model.json": RegisterRegimeModelInput,
+    "retrain_regime.json": RetrainRegimeRequest,
 }
 
 
@@ -120,3 +130,130 @@ def test_alpha_vantage_without_a_key_is_an_authentication_error(data_dir: Path, 
     )
     body = json.loads(payload)
     assert error and body["errorType"] == "AuthenticationError" and "SPE_ALPHA_VANTAGE_API_KEY" in body["errorMessage"]
+
+
+def _store_sample_features(data_dir: Path) -> str:
+    """The feature set the regime sample events name: AAPL, MSFT and ^GSPC from the bundled data, 2012-2022."""
+    from datetime import date
+
+    from portfolio_engine.adapters.lake import ParquetLake
+    from portfolio_engine.adapters.market_data.bundled import BundledSource
+    from portfolio_engine.features import DEFAULT_FEATURE_SPEC, compute_features
+    from portfolio_engine.pipeline.features import feature_set_key
+
+    symbols = ["AAPL", "MSFT", "^GSPC"]
+    spec = DEFAULT_FEATURE_SPEC.model_copy(update={"index_symbol": "^GSPC"})
+    features = compute_features(BundledSource().fetch(symbols, start=date(2012, 1, 1), end=date(2022, 12, 28)), spec)
+    key = feature_set_key(spec, "bundled", "1d", symbols)
+    manifest = {"version": spec.version, "symbols": symbols, "source": "bundled", "rows": len(features)}
+    ParquetLake(str((data_dir / "lake").resolve())).write_features(features, key, manifest)
+    return f"features/{key}"
+
+
+def test_prepare_then_a_training_job_then_register_on_the_sample_events(data_dir: Path) -> None:
+    from datetime import date
+
+    from portfolio_engine.adapters.lake import ParquetLake
+    from portfolio_engine.adapters.market_data.bundled import BundledSource
+    from portfolio_engine.adapters.training_job import LocalTrainingJob
+    from portfolio_engine.local.sagemaker import model_tarball
+
+    # Given a feature set of 11 years (the sample events' run and model, this set's key)
+    feature_key = _store_sample_features(data_dir)
+    lake = ParquetLake(str((data_dir / "lake").resolve()))
+    lambdas = InProcessLambda()
+    # When PrepareRegimeTraining runs, it writes the channel and names the job
+    sample = _event("prepare_regime_training.json")
+    event = {**sample, "request": {**sample["request"], "feature_key": feature_key}}
+    prepared = _invoke(lambdas, "prepare_regime_training", event)
+    assert prepared["job_name"] == "regime-market-sample-retrain"
+    assert prepared["channel_uri"] == lake.key_uri("training/regime/sample-retrain/train")
+    assert prepared["output_uri"] == lake.key_uri("training/regime/sample-retrain/output")
+    index = BundledSource().fetch(["^GSPC"], start=date(2012, 1, 1), end=date(2022, 12, 28))
+    assert prepared["rows"] == len(index) and (prepared["first_date"], prepared["last_date"]) == (
+        str(index["date"].min().date()),
+        "2022-12-28",
+    )
+    assert json.loads(prepared["hyperparameters"]["n_restarts"]) == 2
+    # and the job (the training script, run as SageMaker would) trains on that channel
+    channel = {
+        f: lake.get_bytes(f"training/regime/sample-retrain/train/{f}") for f in ("features.parquet", "manifest.json")
+    }
+    files = LocalTrainingJob(in_process=True).run(prepared["job_name"], prepared["hyperparameters"], {"train": channel})
+    key = f"training/regime/sample-retrain/output/{prepared['job_name']}/output/model.tar.gz"
+    lake.put_bytes(key, model_tarball(files))
+    # Then RegisterRegimeModel stores it and promotes it (no champion yet)
+    event = {
+        **_event("register_regime_model.json"),
+        "feature_key": feature_key,
+        "model_artifacts_uri": lake.key_uri(key),
+    }
+    registered = _invoke(lambdas, "register_regime_model", event)
+    assert registered["promoted"] and registered["reason"] == "no champion yet"
+    assert registered["job_name"] == "regime-market-sample-retrain" and registered["n_obs"] == prepared["rows"] - 21
+    assert json.loads(files["metadata.json"])["version"] == registered["version"] == registered["champion"]
+
+
+def test_register_refuses_an_artefact_outside_the_lake(data_dir: Path) -> None:
+    payload, error = InProcessLambda().invoke("register_regime_model", _event("register_regime_model.json"))
+    body = json.loads(payload)
+    assert error and body["errorType"] == "LakeError" and "is not inside the lake" in body["errorMessage"]
+
+
+@pytest.mark.parametrize(
+    ("run_id", "job_name"),
+    [
+        ("weekly_2026.11.28", "regime-market-weekly-2026-11-28"),
+        # Cut to 63 characters, ending with the full name's digest: two long run ids never share a job.
+        ("a" * 80, "regime-market-" + "a" * 40 + "-" + hashlib.sha256(b"regime-market-" + b"a" * 80).hexdigest()[:8]),
+    ],
+)
+def test_prepare_names_a_valid_sagemaker_job_for_any_run_id(data_dir: Path, run_id: str, job_name: str) -> None:
+    from portfolio_engine.contracts.training import TRAINING_JOB_NAME
+
+    key = _store_sample_features(data_dir)
+    event = {"run_id": run_id, "request": {"feature_key": key}}
+    prepared = _invoke(InProcessLambda(), "prepare_regime_training", event)
+    assert prepared["job_name"] == job_name and TRAINING_JOB_NAME.fullmatch(job_name) and len(job_name) <= 63
+
+
+@pytest.mark.parametrize(
+    ("function", "event", "fragment"),
+    [
+        ("prepare_regime_training", {"run_id": "x", "request": {"feature_key": "prices/AAPL"}}, "feature set key"),
+        ("prepare_regime_training", {"run_id": "x y"}, "run_id"),
+        ("register_regime_model", {**_event("register_regime_model.json"), "job_name": "regime_x"}, "job_name"),
+    ],
+)
+def test_a_bad_retrain_event_is_a_validation_error_naming_the_field(
+    data_dir: Path, function: str, event: dict, fragment: str
+) -> None:
+    payload, error = InProcessLambda().invoke(function, event)
+    body = json.loads(payload)
+    assert error == "Unhandled" and body["errorType"] == "ValidationError"
+    assert fragment in body["errorMessage"]
+
+
+@pytest.mark.parametrize(
+    ("files", "fragment"),
+    [
+        ({"model.joblib": b"x"}, "has no ['metadata.json']"),
+        (None, "cannot be read"),
+    ],
+)
+def test_register_refuses_a_model_tar_gz_without_a_trained_model(
+    data_dir: Path, files: dict[str, bytes] | None, fragment: str
+) -> None:
+    from portfolio_engine.adapters.lake import ParquetLake
+    from portfolio_engine.local.sagemaker import model_tarball
+
+    feature_key = _store_sample_features(data_dir)
+    lake = ParquetLake(str((data_dir / "lake").resolve()))
+    uri = lake.put_bytes(
+        "training/regime/r/output/job/output/model.tar.gz",
+        gzip.compress(b"not a tarball") if files is None else model_tarball(files),
+    )
+    event = {**_event("register_regime_model.json"), "feature_key": feature_key, "model_artifacts_uri": uri}
+    payload, error = InProcessLambda().invoke("register_regime_model", event)
+    body = json.loads(payload)
+    assert error and body["errorType"] == "ModelNotFoundError" and fragment in body["errorMessage"]

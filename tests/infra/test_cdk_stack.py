@@ -27,12 +27,12 @@ from spe_infra.app import build_app, stack_id
 from spe_infra.config import ConfigError, EngineConfig
 from spe_infra.constructs import function_arn_placeholder, handler_for, placeholders
 from spe_infra.constructs.engine_state_machine import load_definition
+from spe_infra.constructs.training_job import REGIME_JOB_PREFIX, REGIME_TRAINING_PREFIX, TRAINING_PLACEHOLDERS
 from spe_infra.stack import EngineStack
 
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-LAKE_FUNCTIONS = ("IngestPrices", "ValidatePrices", "BuildFeatures", "DetectRegime")
 STATE_MACHINES = REPO_ROOT / "state_machines"
 LAKE_ACTIONS = {
     "read": {"s3:GetObject"},
@@ -97,6 +97,8 @@ def _flatten(value: Any) -> str:
     """Render a CloudFormation string expression with ``<LogicalId.Attr>`` / ``<Ref>`` for references."""
     if isinstance(value, str):
         return value
+    if "Fn::Sub" in value:
+        return value["Fn::Sub"].replace("${", "<").replace("}", ">")
     if "Fn::Join" in value:
         separator, parts = value["Fn::Join"]
         return separator.join(_flatten(p) for p in parts)
@@ -111,6 +113,26 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+def _construct_id(name: str) -> str:
+    """``ingest_prices`` / ``retrain-regime`` -> ``IngestPrices`` / ``RetrainRegime`` (as the stack names them)."""
+    return "".join(part.capitalize() for part in name.replace("-", "_").split("_"))
+
+
+def _machine_role(synth: Synth, machine: str) -> str:
+    _, resource = synth.single("AWS::StepFunctions::StateMachine", StateMachineName=f"spe-dev-{machine}")
+    return resource["Properties"]["RoleArn"]["Fn::GetAtt"][0]
+
+
+def _training_role(synth: Synth) -> str:
+    (role_id,) = [
+        k
+        for k, v in synth.of_type("AWS::IAM::Role").items()
+        if v["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]
+        == {"Service": "sagemaker.amazonaws.com"}
+    ]
+    return role_id
+
+
 # --- state machines -------------------------------------------------------------------------------
 
 
@@ -123,9 +145,11 @@ def test_every_state_machine_file_is_valid_and_its_function_placeholders_are_fun
     for path in files:
         text = load_definition(path)  # raises on invalid JSON or a document without StartAt/States
         used = placeholders(text)
-        unknown = sorted(p for p in used if p not in defined)
+        # The only other placeholders are the training image and role, filled by the stack's SageMakerTraining.
+        assert synth.stack.training is not None or not used & set(TRAINING_PLACEHOLDERS)
+        unknown = sorted(p for p in used if p not in defined and p not in TRAINING_PLACEHOLDERS)
         assert not unknown, f"{path.name} uses ${{{unknown}}}; add the function folder to spe.functions in cdk.json"
-        for placeholder in used:
+        for placeholder in used - set(TRAINING_PLACEHOLDERS):
             synth.function_id(defined[placeholder])  # the function really is in the template
 
 
@@ -135,7 +159,7 @@ def test_every_state_machine_file_is_deployed(synth: Synth) -> None:
     assert files <= deployed, f"not deployed: {sorted(files - deployed)}; add each to spe.stateMachines in cdk.json"
 
 
-@pytest.mark.parametrize("machine", ["rebalance"])
+@pytest.mark.parametrize("machine", ["rebalance", "retrain-regime"])
 def test_state_machine_definition_is_the_file_with_function_arns_substituted(synth: Synth, machine: str) -> None:
     _, resource = synth.single("AWS::StepFunctions::StateMachine", StateMachineName=f"spe-dev-{machine}")
     expression = resource["Properties"]["DefinitionString"]
@@ -155,7 +179,22 @@ def test_state_machine_definition_is_the_file_with_function_arns_substituted(syn
             state["Resource"] = expected_resources[state_name]
     assert expected_resources, f"{machine} has no Lambda task"
     assert {s: deployed["States"][s]["Resource"] for s in expected_resources} == expected_resources
+    for state in original["States"].values():  # the training job's image and execution role
+        spec = state.get("Parameters", {}).get("AlgorithmSpecification")
+        if spec:
+            spec["TrainingImage"] = _image_uri(synth)
+            state["Parameters"]["RoleArn"] = f"<{_training_role(synth)}.Arn>"
     assert deployed == original  # everything else is the file, verbatim
+
+
+def _image_uri(synth: Synth) -> str:
+    """The quant image asset's URI, as the template renders it (the functions' image, by its hash)."""
+    assets = json.loads((synth.outdir / f"{synth.stack.artifact_id}.assets.json").read_text())
+    (image_hash,) = assets["dockerImages"]
+    return (
+        f"<AWS::AccountId>.dkr.ecr.{synth.config.region}.<AWS::URLSuffix>/"
+        f"cdk-hnb659fds-container-assets-<AWS::AccountId>-{synth.config.region}:{image_hash}"
+    )
 
 
 def test_rebalance_is_a_traced_standard_machine_logging_all_events(synth: Synth) -> None:
@@ -183,7 +222,7 @@ def _rebalance_functions() -> list[str]:
 
 def test_rebalance_role_may_invoke_exactly_the_functions_of_its_definition(synth: Synth) -> None:
     names = _rebalance_functions()
-    assert names == ["build_features", "detect_regime", "ingest_prices", "validate_prices"]
+    assert names == ["build_features", "detect_regime", "ingest_prices", "optimize_portfolio", "validate_prices"]
     _, resource = synth.single("AWS::StepFunctions::StateMachine", StateMachineName="spe-dev-rebalance")
     role_id = resource["Properties"]["RoleArn"]["Fn::GetAtt"][0]
     invoke = [s for s in synth.statements_of_role(role_id) if "lambda:InvokeFunction" in _as_list(s["Action"])]
@@ -191,6 +230,73 @@ def test_rebalance_role_may_invoke_exactly_the_functions_of_its_definition(synth
     assert sorted(_flatten(r) for r in _as_list(invoke[0]["Resource"])) == sorted(
         f"<{synth.function_id(n)}.Arn>" for n in names
     )
+
+
+def test_retrain_role_invokes_its_functions_and_starts_only_regime_jobs_as_the_training_role(synth: Synth) -> None:
+    role_id = _machine_role(synth, "retrain-regime")
+    statements = synth.statements_of_role(role_id)
+    by_action = {a: s for s in statements for a in _as_list(s["Action"])}
+    assert sorted(_flatten(r) for r in _as_list(by_action["lambda:InvokeFunction"]["Resource"])) == sorted(
+        f"<{synth.function_id(n)}.Arn>" for n in ("prepare_regime_training", "register_regime_model")
+    )
+    jobs = by_action["sagemaker:CreateTrainingJob"]
+    assert jobs is by_action["sagemaker:DescribeTrainingJob"] and set(_as_list(jobs["Action"])) == {
+        "sagemaker:CreateTrainingJob",
+        "sagemaker:DescribeTrainingJob",
+    }
+    region = synth.config.region
+    assert _flatten(jobs["Resource"]) == f"arn:aws:sagemaker:{region}:<AWS::AccountId>:training-job/regime-*"
+    assert by_action["iam:PassRole"] == {
+        "Action": "iam:PassRole",
+        "Condition": {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+        "Effect": "Allow",
+        "Resource": {"Fn::GetAtt": [_training_role(synth), "Arn"]},
+    }
+    sagemaker_or_iam = {a for a in by_action if a.startswith(("sagemaker:", "iam:"))}
+    assert sagemaker_or_iam == {"sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "iam:PassRole"}
+    # the rebalance machine starts no training job
+    assert not [
+        a for s in synth.statements_of_role(_machine_role(synth, "rebalance")) for a in _as_list(s["Action"])
+        if a.startswith(("sagemaker:", "iam:"))
+    ]  # fmt: skip
+
+
+def test_training_role_reads_channels_writes_models_pulls_the_image_and_logs_nothing_more(synth: Synth) -> None:
+    role_id = _training_role(synth)
+    role = synth.resources[role_id]["Properties"]
+    assert "ManagedPolicyArns" not in role
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    bucket, region, base = _lake_bucket_id(synth), synth.config.region, f"lake/{REGIME_TRAINING_PREFIX}"
+    grants = {
+        (frozenset(_as_list(s["Action"])), _flatten(s["Resource"]), json.dumps(s.get("Condition"), sort_keys=True))
+        for s in synth.statements_of_role(role_id)
+    }
+    repository = (
+        f"arn:aws:ecr:{region}:<AWS::AccountId>:repository/cdk-hnb659fds-container-assets-<AWS::AccountId>-{region}"
+    )
+    pull = {"ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"}
+    logs = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"}
+    assert grants == {
+        (frozenset({"s3:GetObject"}), f"<{bucket}.Arn>/{base}/*/train/*", "null"),
+        (frozenset({"s3:PutObject", "s3:AbortMultipartUpload"}), f"<{bucket}.Arn>/{base}/*/output/*", "null"),
+        (frozenset({"s3:ListBucket"}), f"<{bucket}.Arn>", json.dumps({"StringLike": {"s3:prefix": [f"{base}/*"]}})),
+        (frozenset(pull), repository, "null"),
+        (frozenset({"ecr:GetAuthorizationToken"}), "*", "null"),
+        (frozenset(logs), f"arn:aws:logs:{region}:<AWS::AccountId>:log-group:/aws/sagemaker/TrainingJobs:*", "null"),
+        (
+            frozenset({"cloudwatch:PutMetricData"}),
+            "*",
+            json.dumps({"StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}}),
+        ),
+    }
+
+
+def test_training_prefixes_agree_with_the_library() -> None:
+    # infra never imports the library; the library's PrepareRegimeTraining writes and names what IAM allows.
+    training = pytest.importorskip("portfolio_engine.contracts.training")
+    assert (REGIME_TRAINING_PREFIX, REGIME_JOB_PREFIX) == (training.TRAINING_PREFIX, training.TRAINING_JOB_PREFIX)
+    assert training.training_job_name("market", "x").startswith(REGIME_JOB_PREFIX)
 
 
 # --- functions ------------------------------------------------------------------------------------
@@ -398,6 +504,20 @@ def test_rebalance_starts_after_ingest_with_a_valid_run_request(synth: Synth) ->
     contracts.RunRequest.model_validate_json(target["Input"])
 
 
+def test_the_regime_model_is_retrained_weekly_on_the_latest_features(synth: Synth) -> None:
+    rule = _rule(synth, "retrain-regime-weekly")
+    assert rule["ScheduleExpression"] == "cron(0 6 ? * SAT *)" and rule["State"] == "ENABLED"
+    (target,) = rule["Targets"]
+    machine_id, _ = synth.single("AWS::StepFunctions::StateMachine", StateMachineName="spe-dev-retrain-regime")
+    assert target["Arn"] == {"Ref": machine_id}
+    assert synth.statements_of_role(target["RoleArn"]["Fn::GetAtt"][0]) == [
+        {"Action": "states:StartExecution", "Effect": "Allow", "Resource": {"Ref": machine_id}}
+    ]
+    training = pytest.importorskip("portfolio_engine.contracts.training")
+    request = training.RetrainRegimeRequest.model_validate_json(target["Input"])
+    assert request.feature_key is None  # the latest feature set holding the model's symbol
+
+
 # --- alerts ---------------------------------------------------------------------------------------
 
 
@@ -455,12 +575,31 @@ def test_cdk_nag_acknowledgements_are_exactly_the_deliberate_ones_and_all_are_us
         for c in v["violatingConstructs"]
     }
     bucket = _lake_bucket_id(synth)
+    functions = {_construct_id(name) for name in synth.config.functions}
+    assert {"PrepareRegimeTraining", "RegisterRegimeModel"} <= functions
+    region, training = synth.config.region, f"lake/{REGIME_TRAINING_PREFIX}"
     assert suppressed == {
         ("AwsSolutions-SMG4", "AlphaVantageSecret"),
         ("AwsSolutions-SMG4", "NasdaqDataLinkSecret"),
-        *{("AwsSolutions-IAM5[Resource::*]", f) for f in LAKE_FUNCTIONS},
+        *{("AwsSolutions-IAM5[Resource::*]", f) for f in functions},
         ("AwsSolutions-IAM5[Resource::*]", "RebalanceStateMachine"),
-        *{(f"AwsSolutions-IAM5[Resource::<{bucket}.Arn>/lake/*]", f) for f in LAKE_FUNCTIONS},
+        *{(f"AwsSolutions-IAM5[Resource::<{bucket}.Arn>/lake/*]", f) for f in functions},
+        # the retrain machine: log delivery and X-Ray as above, and jobs named regime-<model>-<run id>
+        ("AwsSolutions-IAM5[Resource::*]", "RetrainRegimeStateMachine"),
+        (
+            f"AwsSolutions-IAM5[Resource::arn:aws:sagemaker:{region}:<AWS::AccountId>:training-job/regime-*]",
+            "RetrainRegimeStateMachine",
+        ),
+        # the SageMaker execution role: ECR token and metrics (no resource-level permissions), the run's
+        # channel and model under the training prefix, and the training jobs' log group
+        ("AwsSolutions-IAM5[Resource::*]", "RegimeTraining"),
+        (f"AwsSolutions-IAM5[Resource::<{bucket}.Arn>/{training}/*/train/*]", "RegimeTraining"),
+        (f"AwsSolutions-IAM5[Resource::<{bucket}.Arn>/{training}/*/output/*]", "RegimeTraining"),
+        (
+            f"AwsSolutions-IAM5[Resource::arn:aws:logs:{region}:<AWS::AccountId>:log-group:"
+            "/aws/sagemaker/TrainingJobs:*]",
+            "RegimeTraining",
+        ),
     }
     assert all(len(v["reason"]) >= 20 for v in nag["suppressedViolations"])
 

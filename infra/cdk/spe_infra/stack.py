@@ -1,4 +1,4 @@
-"""The engine's stack: lake, quant functions, state machines, schedules, secrets, alerts topic."""
+"""The engine's stack: lake, quant functions, state machines, SageMaker training role, schedules, secrets, alerts."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from spe_infra.config import REPO_ROOT, EngineConfig, ScheduleSettings
-from spe_infra.constructs import EngineFunction, EngineStateMachine, LakeBucket, QuantImage
+from spe_infra.constructs import EngineFunction, EngineStateMachine, LakeBucket, QuantImage, SageMakerTraining
+from spe_infra.constructs.engine_state_machine import load_definition, placeholders
+from spe_infra.constructs.training_job import REGIME_JOB_PREFIX, REGIME_TRAINING_PREFIX, TRAINING_PLACEHOLDERS
 from spe_infra.nag import acknowledge
 
 # CloudWatch Logs accepts only these retention periods (days).
@@ -131,17 +133,30 @@ class EngineStack(cdk.Stack):
             for name, settings in config.functions.items()
         }
 
+        # The SageMaker role and image exist only if a deployed definition runs training jobs.
+        definitions = {name: REPO_ROOT / "state_machines" / file for name, file in config.state_machines.items()}
+        self.training: SageMakerTraining | None = None
+        if any(set(TRAINING_PLACEHOLDERS) & placeholders(load_definition(path)) for path in definitions.values()):
+            self.training = SageMakerTraining(
+                self,
+                "RegimeTraining",
+                image=image,
+                lake=self.lake,
+                prefix=REGIME_TRAINING_PREFIX,
+                job_prefix=REGIME_JOB_PREFIX,
+            )
         self.state_machines: dict[str, EngineStateMachine] = {
             name: EngineStateMachine(
                 self,
                 f"{_construct_id(name)}StateMachine",
                 name=name,
-                definition_file=REPO_ROOT / "state_machines" / file,
+                definition_file=path,
                 prefix=config.prefix,
                 functions={n: f.function for n, f in self.functions.items()},
                 log_retention=log_retention,
+                training=self.training,
             )
-            for name, file in config.state_machines.items()
+            for name, path in definitions.items()
         }
 
         self.schedules = {s.name: self._schedule(s) for s in config.schedules}
@@ -149,6 +164,8 @@ class EngineStack(cdk.Stack):
 
         cdk.CfnOutput(self, "LakeUri", value=self.lake.uri)
         cdk.CfnOutput(self, "AlertsTopicArn", value=self.alerts.topic_arn)
+        if self.training is not None:
+            cdk.CfnOutput(self, "TrainingRoleArn", value=self.training.role.role_arn)
         for name, machine in self.state_machines.items():
             cdk.CfnOutput(self, f"{_construct_id(name)}StateMachineArn", value=machine.state_machine.state_machine_arn)
 

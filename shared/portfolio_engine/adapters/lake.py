@@ -121,18 +121,18 @@ class ParquetLake:
                 # A leading dot keeps a crash's leftover out of every dataset scan (pyarrow skips it).
                 name = path.rsplit("/", 1)[1]
                 tmp = f"{parent}/.{name}.tmp-{uuid.uuid4().hex}"
-                with self.fs.open_output_stream(tmp) as out:
+                with self.fs.open_output_stream(tmp, compression=None) as out:
                     out.write(payload)
                 self.fs.move(tmp, path)
             else:
-                with self.fs.open_output_stream(path) as out:
+                with self.fs.open_output_stream(path, compression=None) as out:
                     out.write(payload)
         except OSError as exc:
             raise LakeError(f"Cannot write {path} in the lake {self.uri}: {exc}", hint=_reach_hint(self.uri)) from exc
 
     def _read_bytes(self, path: str) -> bytes:
         try:
-            with self.fs.open_input_stream(path) as stream:
+            with self.fs.open_input_stream(path, compression=None) as stream:
                 return bytes(stream.read())
         except FileNotFoundError as exc:  # pyarrow's answer to a missing key, locally and on S3
             raise LakeError(f"No object {path} in the lake {self.uri}.", hint="Run `spe data ingest` first.") from exc

@@ -35,26 +35,10 @@ SymbolOpt = Annotated[str, typer.Option(help="The series the model watches.")]
 
 
 def latest_feature_key(lake: Lake, symbol: str) -> str:
-    """The stored feature set holding ``symbol`` with the latest last date (then the most rows).
+    """The latest stored feature set holding ``symbol`` (see ``pipeline.regime.latest_feature_key``)."""
+    from portfolio_engine.pipeline.regime import latest_feature_key as latest
 
-    Raises
-    ------
-    EmptyDataError
-        If no stored feature set holds the symbol.
-    """
-    from portfolio_engine.exceptions import EmptyDataError
-
-    best: tuple[str, int, str] | None = None
-    for key in lake.feature_sets():
-        manifest = lake.feature_manifest(key) or {}
-        if symbol in manifest.get("symbols", []):
-            rank = (str(manifest.get("last_date", "")), int(manifest.get("rows", 0)), key)
-            best = max(best, rank) if best else rank
-    if best is None:
-        raise EmptyDataError(
-            f"No stored feature set holds {symbol}.", hint="Run `spe run` first (it builds the feature set)."
-        )
-    return f"features/{best[2]}"
+    return latest(lake, symbol)
 
 
 def _spec(name: str, symbol: str, **overrides: Any) -> RegimeModelSpec:
@@ -305,3 +289,74 @@ def validate(
         emit(document, True)
         return
     out.print(result.to_markdown())
+
+
+@regime_app.command("retrain")
+def retrain(
+    name: NameOpt = "market",
+    symbol: SymbolOpt = "^GSPC",
+    feature_key: FeatureKeyOpt = None,
+    states: Annotated[Optional[str], typer.Option(help="Number of states, or bic / aic to choose among 2-4.")] = None,
+    covariance: Annotated[Optional[str], typer.Option(help="full, diag, spherical or tied.")] = None,
+    features: Annotated[Optional[str], typer.Option(help="Comma-separated feature columns for the HMM.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="hmm, or hybrid (HMM + ML ensemble).")] = None,
+    restarts: Annotated[Optional[int], typer.Option(help="EM restarts; the best likelihood is kept.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed of the restarts.")] = None,
+    holdout_days: Annotated[Optional[int], typer.Option(help="Recent days both models are scored on.")] = None,
+    min_train_days: Annotated[Optional[int], typer.Option(help="Fewest days before the holdout.")] = None,
+    run_id: Annotated[Optional[str], typer.Option(help="Execution name (default: retrain-<UTC time>).")] = None,
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the retrain-regime state machine locally: channel, SageMaker training job (run here), promotion."""
+    setup(data_dir)
+    from datetime import UTC, datetime
+
+    from portfolio_engine.cli._common import handler_output_to_stderr
+    from portfolio_engine.local.runner import LocalStateMachineRunner
+
+    steps = {
+        "prepare_regime_training": "PrepareTraining",
+        "training_job": "SageMaker training job",
+        "register_regime_model": "RegisterModel",
+    }
+    with errors_to_exit(as_json):
+        spec = _spec(
+            name,
+            symbol,
+            n_states=states,
+            covariance_type=covariance,
+            model=model,
+            n_restarts=restarts,
+            random_state=seed,
+            holdout_days=holdout_days,
+            min_train_days=min_train_days,
+            features=tuple(f.strip() for f in features.split(",")) if features else None,
+        )
+        request: dict[str, Any] = {"model": spec.model_dump(mode="json")}
+        if feature_key:
+            request["feature_key"] = feature_key
+        execution = run_id or f"retrain-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
+        with progress_bar() as progress, handler_output_to_stderr():
+            task = progress.add_task("retrain-regime", total=len(steps))
+
+            def listener(event: str, function: str, _detail: dict[str, Any]) -> None:
+                if event == "start":
+                    progress.update(task, description=f"retrain-regime: {steps.get(function, function)}")
+                else:
+                    progress.advance(task)
+
+            # Wait states are scaled away: the local job answers DescribeTrainingJob when it ends.
+            runner = LocalStateMachineRunner(listener=listener, wait_scale=0)
+            document = runner.run("retrain_regime", request, name=execution).raise_for_status()
+    if as_json:
+        emit(document, True)
+        return
+    decision = document["decision"]
+    verdict = "[green]promoted[/]" if decision["promoted"] else "[yellow]not promoted[/]"
+    out.print(
+        f"Model {decision['name']} {decision['version']}: {verdict} ({decision['reason']}); champion: "
+        f"{decision['champion']}; trained by job {document['job_name']} on {document['feature_key']}, "
+        f"{decision['n_obs']:,} days {decision['first_date']} .. {decision['last_date']}"
+    )
+    out.print({k: round(v, 6) for k, v in decision["metrics"].items()})

@@ -5,6 +5,10 @@ is dispatched in-process to its handler in ``functions/<name>/app.py``: the inte
 through boto3's default session, and a ``before-call.lambda.Invoke`` hook on that session answers the
 call with the handler's result, as Lambda would (errors come back as ``FunctionError`` with the
 exception's class name as ``errorType``, so ``Retry``/``Catch`` match on error names as on AWS).
+
+``aws-sdk:sagemaker:createTrainingJob`` / ``describeTrainingJob`` tasks go through the same session
+(moto calls ``boto3.client("sagemaker")``), so ``before-call.sagemaker.*`` hooks answer them with
+:class:`LocalSageMaker`, which runs the job's training module on this machine.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import boto3
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from portfolio_engine.exceptions import ConfigurationError, StateMachineError
+from portfolio_engine.local.sagemaker import LocalSageMaker
 
 if TYPE_CHECKING:
     from moto.core.config import DefaultConfig
@@ -42,13 +47,22 @@ FUNCTIONS_DIR = REPO_ROOT / "functions"
 STATE_MACHINES_DIR = REPO_ROOT / "state_machines"
 ACCOUNT = "123456789012"
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9]+)\}")
-# Only Step Functions and Lambda are simulated. Every other AWS call a handler makes (S3, Secrets
-# Manager, ...) passes through to wherever it points (AWS, AWS_ENDPOINT_URL), with the caller's own
-# credentials: moto must neither answer it nor replace the credentials with fakes.
+# Only Step Functions, Lambda and SageMaker are simulated. Every other AWS call a handler makes (S3,
+# Secrets Manager, ...) passes through to wherever it points (AWS, AWS_ENDPOINT_URL), with the caller's
+# own credentials: moto must neither answer it nor replace the credentials with fakes.
 MOTO_CONFIG: DefaultConfig = {
     "stepfunctions": {"execute_state_machine": True},
     "lambda": {"use_docker": False},
-    "core": {"mock_credentials": False, "passthrough": {"urls": [r"^https?://(?!(states|lambda)\.)"], "services": []}},
+    "core": {
+        "mock_credentials": False,
+        "passthrough": {"urls": [r"^https?://(?!(states|lambda|api\.sagemaker)\.)"], "services": []},
+    },
+}
+#: Values of the definitions' other placeholders when run locally (CDK substitutes the deployed ones):
+#: the training image is never pulled (LocalSageMaker runs the container's module), the role never assumed.
+LOCAL_SUBSTITUTIONS = {
+    "TrainingImageUri": f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/spe-quant:local",
+    "SageMakerRoleArn": f"arn:aws:iam::{ACCOUNT}:role/spe-local-sagemaker",
 }
 
 TaskListener = Callable[[str, str, dict[str, Any]], None]
@@ -66,7 +80,7 @@ def discover_functions(functions_dir: Path = FUNCTIONS_DIR) -> dict[str, Path]:
 
 
 def render_definition(path: Path, arns: dict[str, str], *, wait_scale: float = 1.0) -> str:
-    """Substitute ``${XxxFunctionArn}`` placeholders (as CDK's ``definition_substitutions`` does).
+    """Substitute ``${XxxFunctionArn}`` (and any other ``${Name}`` in ``arns``) as CDK's substitutions do.
 
     ``wait_scale`` multiplies Wait states' seconds, so tests need not really sleep (Retry intervals,
     which must stay >= 1 in a definition, are scaled at run time by ``LocalStateMachineRunner``).
@@ -80,7 +94,7 @@ def render_definition(path: Path, arns: dict[str, str], *, wait_scale: float = 1
     unknown = sorted({m for m in _PLACEHOLDER.findall(text) if m not in arns})
     if unknown:
         raise ConfigurationError(
-            f"{path.name} refers to {unknown}, which no folder under functions/ provides.",
+            f"{path.name} refers to {unknown}, which no folder under functions/ (nor the runner) provides.",
             hint="Add functions/<name>/app.py, or fix the placeholder (ingest_prices -> ${IngestPricesFunctionArn}).",
         )
     text = _PLACEHOLDER.sub(lambda m: arns[m.group(1)], text)
@@ -211,7 +225,22 @@ def step_error(error: str, cause: str, where: str) -> StateMachineError:
     except (json.JSONDecodeError, AttributeError):
         message = cause
     message, _, hint = message.partition(" Hint: ")
+    # A training job's cause is SageMaker's FailureReason: "AlgorithmError: " + the script's failure file.
+    failure = _training_failure(cause)
+    if failure:
+        message, hint = str(failure.get("errorMessage", message)), str(failure.get("hint") or hint)
     return StateMachineError(f"{where}: {error}: {message}", error=error, cause=cause, hint=hint or None)
+
+
+def _training_failure(cause: str) -> dict[str, Any] | None:
+    prefix = "AlgorithmError: "
+    if not cause.startswith(prefix):
+        return None
+    try:
+        document = json.loads(cause.removeprefix(prefix))
+    except json.JSONDecodeError:
+        return None
+    return document if isinstance(document, dict) else None
 
 
 class LocalStateMachineRunner:
@@ -229,6 +258,9 @@ class LocalStateMachineRunner:
         Region of the in-memory Step Functions service.
     timeout_seconds : float
         How long ``run`` waits for an execution to finish.
+    sagemaker : LocalSageMaker, optional
+        Runs the definitions' SageMaker training jobs; default: one reading and writing the lake's
+        storage as the settings say (``AWS_ENDPOINT_URL``), training in this process.
     """
 
     def __init__(
@@ -240,6 +272,7 @@ class LocalStateMachineRunner:
         wait_scale: float = 1.0,
         region: str = "us-east-1",
         timeout_seconds: float = 3600.0,
+        sagemaker: LocalSageMaker | None = None,
     ) -> None:
         self.lambdas = InProcessLambda(functions_dir, listener)
         self.state_machines_dir = state_machines_dir
@@ -248,7 +281,15 @@ class LocalStateMachineRunner:
         self.timeout_seconds = timeout_seconds
         self.arns = {
             placeholder_for(name): f"arn:aws:lambda:{region}:{ACCOUNT}:function:{name}" for name in self.lambdas.paths
-        }
+        } | LOCAL_SUBSTITUTIONS
+        if sagemaker is None:
+            from portfolio_engine.settings import Settings
+
+            settings = Settings()
+            sagemaker = LocalSageMaker(
+                endpoint_url=settings.aws_endpoint_url, region=settings.aws_region, account=ACCOUNT, listener=listener
+            )
+        self.sagemaker = sagemaker
 
     def definition(self, machine: str) -> str:
         path = self.state_machines_dir / f"{machine}.asl.json"
@@ -286,15 +327,18 @@ class LocalStateMachineRunner:
             session = boto3.DEFAULT_SESSION
             assert session is not None
             # A before-call handler that returns (http, parsed) answers the call instead of the endpoint.
-            session.events.register(
-                "before-call.lambda.Invoke",
-                self._on_invoke,  # type: ignore[arg-type]
-                unique_id="spe-local-lambda",
-            )
+            hooks = {
+                "before-call.lambda.Invoke": self._on_invoke,
+                "before-call.sagemaker.CreateTrainingJob": self.sagemaker.on_create,
+                "before-call.sagemaker.DescribeTrainingJob": self.sagemaker.on_describe,
+            }
+            for event, hook in hooks.items():
+                session.events.register(event, hook, unique_id=f"spe-local-{event}")  # type: ignore[arg-type]
             try:
                 return self._execute(machine, definition, payload, name)
             finally:
-                session.events.unregister("before-call.lambda.Invoke", unique_id="spe-local-lambda")
+                for event in hooks:
+                    session.events.unregister(event, unique_id=f"spe-local-{event}")
 
     def _execute(self, machine: str, definition: str, payload: dict[str, Any], name: str) -> ExecutionResult:
         # The in-memory service answers AWS's own endpoint; AWS_ENDPOINT_URL (a moto server or

@@ -1,9 +1,12 @@
 """TrainRegime and DetectRegime: regime models from a stored feature set, through the registry.
 
 Training runs the SageMaker training script through the ``TrainingJobs`` port (a local child process
-here, a training job on AWS), then stores the artefacts and applies the promotion rule: the challenger
-and the champion are scored on the same most recent days, and the challenger wins only if it is not
-worse. Detection loads the champion and returns filtered probabilities: data up to the last date only.
+here), then stores the artefacts and applies the promotion rule: the challenger and the champion are
+scored on the same most recent days, and the challenger wins only if it is not worse. The retrain
+state machine splits the same path around a real SageMaker training job: ``prepare_regime_training``
+writes the job's channel to the lake, ``register_regime_model`` reads its ``model.tar.gz``; both end in
+:func:`register_challenger`. Detection loads the champion and returns filtered probabilities: data up
+to the last date only.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import tarfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +23,21 @@ import numpy as np
 import pandas as pd
 
 from portfolio_engine.contracts import DetectRegimeInput, DetectRegimeOutput, TrainRegimeInput, TrainRegimeOutput
-from portfolio_engine.exceptions import InsufficientDataError, ModelNotFoundError
+from portfolio_engine.contracts.training import (
+    TRAINING_PREFIX,
+    PrepareRegimeTrainingInput,
+    PrepareRegimeTrainingOutput,
+    RegisterRegimeModelInput,
+    RegisterRegimeModelOutput,
+    training_job_name,
+)
+from portfolio_engine.exceptions import (
+    EmptyDataError,
+    InsufficientDataError,
+    LakeError,
+    ModelNotFoundError,
+    SchemaError,
+)
 from portfolio_engine.ports import Lake, ModelRegistry, TrainingJobs
 from portfolio_engine.regime.artifacts import METADATA_FILE, MODEL_FILE, load_estimator
 from portfolio_engine.regime.definition import RegimeModelSpec, frame_hash, training_frame
@@ -103,10 +122,39 @@ def train_regime(
     manifest = lake.feature_manifest(_lake_key(task.feature_key)) or {}
     features = read_model_features(lake, task.feature_key, spec)
     files = jobs.run(
-        f"regime-{spec.name}-{task.run_id}"[:63],
+        training_job_name(spec.name, task.run_id),
         spec.to_hyperparameters(),
         {"train": _channel(features, manifest, task.feature_key)},
     )
+    return register_challenger(task.run_id, spec, files, features, registry=registry)
+
+
+def register_challenger(
+    run_id: str, spec: RegimeModelSpec, files: Mapping[str, bytes], features: pd.DataFrame, *, registry: ModelRegistry
+) -> TrainRegimeOutput:
+    """Store a trained challenger's files and apply the promotion rule (what follows any training job).
+
+    Parameters
+    ----------
+    run_id : str
+    spec : RegimeModelSpec
+        The definition the job trained.
+    files : mapping of str to bytes
+        The job's model directory: ``model.joblib`` and ``metadata.json``.
+    features : DataFrame
+        The model symbol's feature rows the job was given (re-read from the feature set).
+
+    Raises
+    ------
+    ModelNotFoundError
+        If the files are not a trained model, or were trained on other data than ``features``.
+    """
+    missing = [f for f in (MODEL_FILE, METADATA_FILE) if f not in files]
+    if missing:
+        raise ModelNotFoundError(
+            f"The training job's model directory has no {missing} (it holds {sorted(files)}).",
+            hint="The training script writes model.joblib and metadata.json to SM_MODEL_DIR; check its log.",
+        )
     metadata = json.loads(files[METADATA_FILE])
     frame = training_frame(features, spec)
     if metadata["training_data_hash"] != frame_hash(frame):
@@ -141,7 +189,7 @@ def train_regime(
         spec.name,
         {
             "version": version,
-            "run_id": task.run_id,
+            "run_id": run_id,
             "created_at": metadata["created_at"],
             "promoted": decision.promote,
             "reason": decision.reason,
@@ -153,7 +201,7 @@ def train_regime(
     )
     logger.info("regime model %s %s: %s (%s)", spec.name, version, decision.promote, decision.reason)
     return TrainRegimeOutput(
-        run_id=task.run_id,
+        run_id=run_id,
         name=spec.name,
         version=version,
         promoted=decision.promote,
@@ -165,6 +213,132 @@ def train_regime(
         n_obs=int(metadata["n_obs"]),
         first_date=metadata["first_date"],
         last_date=metadata["last_date"],
+    )
+
+
+def latest_feature_key(lake: Lake, symbol: str) -> str:
+    """The stored feature set holding ``symbol`` with the latest last date (then the most rows).
+
+    Raises
+    ------
+    EmptyDataError
+        If no stored feature set holds the symbol.
+    """
+    best: tuple[str, int, str] | None = None
+    for key in lake.feature_sets():
+        manifest = lake.feature_manifest(key) or {}
+        if symbol in manifest.get("symbols", []):
+            rank = (str(manifest.get("last_date", "")), int(manifest.get("rows", 0)), key)
+            best = max(best, rank) if best else rank
+    if best is None:
+        raise EmptyDataError(
+            f"No stored feature set holds {symbol}.", hint="Run `spe run` first (it builds the feature set)."
+        )
+    return f"features/{best[2]}"
+
+
+def prepare_regime_training(task: PrepareRegimeTrainingInput, *, lake: Lake) -> PrepareRegimeTrainingOutput:
+    """Write a SageMaker training job's ``train`` channel to the lake and describe the job to start.
+
+    The channel (``training/regime/<run_id>/train/``: the model symbol's feature rows as Parquet and
+    the feature set's manifest) is what :func:`train_regime` hands ``LocalTrainingJob``; the job writes
+    its model under ``training/regime/<run_id>/output/``. Too little history is left for the job to
+    report (its typed error becomes the execution's error).
+
+    Raises
+    ------
+    EmptyDataError
+        If no feature set is given and none holds the model's symbol, or the one given is not stored.
+    SchemaError
+        If the feature set has no rows for the model's symbol.
+    """
+    spec = task.request.model
+    key = task.request.feature_key or latest_feature_key(lake, spec.symbol)
+    manifest = lake.feature_manifest(_lake_key(key))
+    if manifest is None:
+        raise EmptyDataError(f"No complete feature set at {key} in {lake.uri}.", hint="`spe data show` lists them.")
+    features = read_model_features(lake, key, spec)
+    if features.empty:
+        raise SchemaError(
+            f"The feature set {key} has no rows for {spec.symbol!r}.",
+            hint=f"Train on a feature set that holds it; this one holds {manifest.get('symbols')}.",
+        )
+    base = f"{TRAINING_PREFIX}/{task.run_id}"
+    for filename, payload in _channel(features, manifest, key).items():
+        lake.put_bytes(f"{base}/train/{filename}", payload)
+    return PrepareRegimeTrainingOutput(
+        run_id=task.run_id,
+        job_name=training_job_name(spec.name, task.run_id),
+        feature_key=key,
+        model=spec,
+        channel_uri=lake.key_uri(f"{base}/train"),
+        output_uri=lake.key_uri(f"{base}/output"),
+        hyperparameters=spec.to_hyperparameters(),
+        rows=len(features),
+        first_date=features["date"].min().date(),
+        last_date=features["date"].max().date(),
+    )
+
+
+def lake_key_of(lake: Lake, uri: str) -> str:
+    """The lake key of a URI under the lake's root (``s3://bucket/lake/a/b`` -> ``a/b``).
+
+    Raises
+    ------
+    LakeError
+        If the URI is not inside the lake.
+    """
+    root = lake.uri.rstrip("/") + "/"
+    if not uri.startswith(root):
+        raise LakeError(
+            f"{uri} is not inside the lake {lake.uri}.",
+            hint="Training jobs must write under the lake (PrepareRegimeTraining's output_uri).",
+        )
+    return uri[len(root) :]
+
+
+def model_directory(tarball: bytes) -> dict[str, bytes]:
+    """The files of a SageMaker ``model.tar.gz`` (the job's ``/opt/ml/model``), by file name.
+
+    Only regular files are read, by their base name, into memory: nothing is extracted to disk. A
+    plain tar is accepted too (the lake's pyarrow streams may already have un-gzipped a ``.gz`` key).
+
+    Raises
+    ------
+    ModelNotFoundError
+        If the payload is not a gzip tarball.
+    """
+    try:
+        with tarfile.open(fileobj=io.BytesIO(tarball), mode="r:*") as archive:
+            return {
+                m.name.rsplit("/", 1)[-1]: archive.extractfile(m).read()  # type: ignore[union-attr]
+                for m in archive.getmembers()
+                if m.isfile()
+            }
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise ModelNotFoundError(
+            f"The training job's model.tar.gz cannot be read: {exc}",
+            hint="It is not the archive SageMaker writes from /opt/ml/model; check the job's S3OutputPath.",
+        ) from exc
+
+
+def register_regime_model(
+    task: RegisterRegimeModelInput, *, lake: Lake, registry: ModelRegistry
+) -> RegisterRegimeModelOutput:
+    """Store the model a SageMaker training job wrote and apply the promotion rule.
+
+    Raises
+    ------
+    LakeError
+        If the artefact is not in the lake.
+    ModelNotFoundError
+        If it holds no trained model, or one trained on other data than the feature set.
+    """
+    files = model_directory(lake.get_bytes(lake_key_of(lake, task.model_artifacts_uri)))
+    features = read_model_features(lake, task.feature_key, task.model)
+    result = register_challenger(task.run_id, task.model, files, features, registry=registry)
+    return RegisterRegimeModelOutput(
+        **result.model_dump(), job_name=task.job_name, model_artifacts_uri=task.model_artifacts_uri
     )
 
 

@@ -187,3 +187,12 @@ def test_a_missing_document_is_a_lake_error_with_a_hint(lake: ParquetLake) -> No
     with pytest.raises(LakeError, match="No object") as info:
         lake.get_json("reports/validation/none.json")
     assert "spe data ingest" in info.value.hint
+
+
+def test_objects_are_stored_byte_for_byte_whatever_their_suffix(lake: ParquetLake) -> None:
+    # pyarrow would gunzip on read / gzip on write a "*.gz" key by its suffix; the lake must not.
+    import gzip
+
+    payload = gzip.compress(b"model bytes")
+    lake.put_bytes("models/x/model.tar.gz", payload)
+    assert lake.get_bytes("models/x/model.tar.gz") == payload

@@ -9,6 +9,7 @@ synth needs neither Docker nor the network.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_ecr_assets as ecr_assets
@@ -47,21 +48,27 @@ def handler_for(name: str) -> str:
 
 
 class QuantImage:
-    """The container image shared by the quant functions; each function gets its own command."""
+    """The container image shared by the quant functions (and the SageMaker training jobs)."""
 
     def __init__(self, *, directory: str | None = None) -> None:
         self.directory = directory or str(REPO_ROOT)
 
+    def _options(self) -> dict[str, Any]:
+        # Same directory, Dockerfile and options everywhere: one asset hash, one image.
+        return {
+            "file": DOCKERFILE,
+            "exclude": list(IMAGE_CONTEXT),
+            "ignore_mode": cdk.IgnoreMode.DOCKER,
+            "platform": ecr_assets.Platform.LINUX_AMD64,
+        }
+
     def code(self, name: str) -> lambda_.DockerImageCode:
-        # Same directory, Dockerfile and options for every function: one asset hash, one image.
-        return lambda_.DockerImageCode.from_image_asset(
-            self.directory,
-            file=DOCKERFILE,
-            cmd=[handler_for(name)],
-            exclude=list(IMAGE_CONTEXT),
-            ignore_mode=cdk.IgnoreMode.DOCKER,
-            platform=ecr_assets.Platform.LINUX_AMD64,
-        )
+        """The image as function ``name``'s code: its command is the handler."""
+        return lambda_.DockerImageCode.from_image_asset(self.directory, cmd=[handler_for(name)], **self._options())
+
+    def asset(self, scope: Construct, construct_id: str) -> ecr_assets.DockerImageAsset:
+        """The same image as an asset of its own (a training job names it by URI and runs its own entrypoint)."""
+        return ecr_assets.DockerImageAsset(scope, construct_id, directory=self.directory, **self._options())
 
 
 class EngineFunction(Construct):

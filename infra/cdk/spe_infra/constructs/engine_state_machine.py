@@ -2,7 +2,9 @@
 
 The same JSON runs locally (moto's interpreter) and on AWS: Lambda tasks name their function as
 ``"Resource": "${<Name>FunctionArn}"`` and the placeholder is replaced here by the function's ARN
-(``ingest_prices`` -> ``${IngestPricesFunctionArn}``). A placeholder without a function fails synth.
+(``ingest_prices`` -> ``${IngestPricesFunctionArn}``). ``${TrainingImageUri}`` and ``${SageMakerRoleArn}``
+come from :class:`SageMakerTraining`, whose jobs the machine may then start. A placeholder without a
+value fails synth.
 
 The definition is inlined into the template (``DefinitionString``) with the ARNs substituted at
 synth. ``DefinitionBody.from_file`` would instead upload the file as a CDK asset
@@ -24,6 +26,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from spe_infra.constructs.training_job import TRAINING_PLACEHOLDERS, SageMakerTraining
 from spe_infra.nag import acknowledge
 
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
@@ -78,11 +81,14 @@ class EngineStateMachine(Construct):
         functions: Mapping[str, lambda_.IFunction],
         log_retention: logs.RetentionDays,
         substitutions: Mapping[str, str] | None = None,
+        training: SageMakerTraining | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         text = load_definition(definition_file)
         by_placeholder = {function_arn_placeholder(n): fn for n, fn in functions.items()}
-        extra = dict(substitutions or {})
+        # A machine that names the training image or role runs SageMaker training jobs.
+        runs_training = training is not None and bool(placeholders(text) & set(TRAINING_PLACEHOLDERS))
+        extra = {**(training.substitutions if training is not None and runs_training else {}), **(substitutions or {})}
         unknown = sorted(placeholders(text) - set(by_placeholder) - set(extra))
         if unknown:
             raise ValueError(
@@ -119,6 +125,8 @@ class EngineStateMachine(Construct):
                     resources=[fn.function_arn for fn in self.invoked.values()],
                 )
             )
+        if training is not None and runs_training:
+            training.grant_start(self.state_machine.role)
         acknowledge(
             self.state_machine.role,
             "IAM5[Resource::*]",

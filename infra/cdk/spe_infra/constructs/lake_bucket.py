@@ -89,3 +89,31 @@ class LakeBucket(Construct):
             f"Object-level access to every key under the lake prefix '{self.prefix}/' of the lake bucket only: "
             "datasets are partitioned by date, so keys are not known in advance.",
         )
+
+    def grant_training_job(self, role: iam.IRole, prefix: str) -> None:
+        """Grant a SageMaker execution role what a training job under ``<lake>/<prefix>/<run>/`` needs.
+
+        It reads its ``train`` channel (``<run>/train/``, listing the prefix) and writes its model
+        under ``<run>/output/``; nothing else in the lake.
+        """
+        base = f"{self.prefix}/{prefix.strip('/')}"
+        channel = self.bucket.arn_for_objects(f"{base}/*/train/*")
+        output = self.bucket.arn_for_objects(f"{base}/*/output/*")
+        role.add_to_principal_policy(iam.PolicyStatement(actions=list(READ_ACTIONS), resources=[channel]))
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["s3:PutObject", "s3:AbortMultipartUpload"], resources=[output])
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=list(LIST_ACTIONS),
+                resources=[self.bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{base}/*"]}},
+            )
+        )
+        for objects, what in ((channel, "reads the run's training channel"), (output, "writes the run's model")):
+            acknowledge(
+                role,
+                iam5_resource(self, objects),
+                f"A training job {what} under '{base}/<run id>/' of the lake bucket: the run id is the "
+                "execution's name, not known in advance.",
+            )
