@@ -185,3 +185,46 @@ class TrainingJobs(Protocol):
     def run(
         self, job_name: str, hyperparameters: Mapping[str, str], channels: Mapping[str, Mapping[str, bytes]]
     ) -> dict[str, bytes]: ...
+
+
+# Alerts --------------------------------------------------------------------------------------------
+# (Appended with their own imports; they only name types, so nothing is imported at run time.)
+from typing import TYPE_CHECKING  # noqa: E402
+
+if TYPE_CHECKING:
+    from datetime import datetime, timedelta
+
+    from portfolio_engine.risk.alerts import Alert
+
+
+@runtime_checkable
+class Notifier(Protocol):
+    """Delivers an alert to one channel (SNS, Slack, a local log); adapters in ``adapters.notifiers``."""
+
+    name: str
+
+    def send(self, alert: Alert) -> str:
+        """Deliver ``alert`` and return a receipt (a message id, a file path).
+
+        Raises
+        ------
+        NotificationError
+            If the channel did not accept the alert.
+        """
+        ...
+
+
+@runtime_checkable
+class AlertStateStore(Protocol):
+    """What alert de-duplication remembers: per ``portfolio/limit`` key, the rank and time of the last alert sent.
+
+    ``claim`` must be atomic where several writers share the store (DynamoDB: one conditional ``PutItem``).
+    """
+
+    def claim(self, key: str, *, rank: int, now: datetime, cooldown: timedelta) -> bool:
+        """Record a send of ``key`` at ``rank`` unless one of rank >= ``rank`` was recorded within ``cooldown``."""
+        ...
+
+    def release(self, key: str, *, sent_at: datetime) -> None:
+        """Forget the claim made at ``sent_at`` (its delivery failed), so that the next alert is sent."""
+        ...

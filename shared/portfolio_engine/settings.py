@@ -60,6 +60,18 @@ class Settings(BaseSettings):
     cache_ttl_seconds: int | None = Field(default=None, ge=0)
     open_range_ttl_seconds: int | None = Field(default=None, ge=0)
 
+    # Alerts: every alert goes to the local log (<data_dir>/alerts/alerts.jsonl), and to SNS and Slack when set.
+    alerts_topic_arn: str | None = Field(default=None, description="SNS topic that risk alerts are published to.")
+    slack_webhook_secret_id: str | None = Field(
+        default=None, description="Secrets Manager id holding the Slack incoming-webhook URL (bare or JSON 'url')."
+    )
+    slack_webhook_ssm_parameter: str | None = Field(
+        default=None, description="SSM Parameter Store name (SecureString) holding the Slack webhook URL."
+    )
+    alert_cooldown_seconds: int = Field(
+        default=3600, ge=0, description="An alert is not re-sent within this time unless its severity escalates."
+    )
+
     @field_validator("validation_calendar", mode="before")
     @classmethod
     def _no_calendar(cls, value: object) -> object:

@@ -17,6 +17,15 @@ from portfolio_engine.contracts import (
     RunRequest,
     ValidateInput,
 )
+from portfolio_engine.contracts.risk import (
+    AggregateRiskInput,
+    AlertInput,
+    CheckLimitsInput,
+    PlanRiskInput,
+    ProposeHedgeInput,
+    ShardTask,
+    StressInput,
+)
 from portfolio_engine.contracts.training import (
     PrepareRegimeTrainingInput,
     RegisterRegimeModelInput,
@@ -25,7 +34,17 @@ from portfolio_engine.contracts.training import (
 from portfolio_engine.local.runner import InProcessLambda
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
+RISK_EVENTS = {
+    "plan_risk.json": PlanRiskInput,
+    "simulate_risk_shard.json": ShardTask,
+    "aggregate_risk.json": AggregateRiskInput,
+    "stress_test.json": StressInput,
+    "check_limits.json": CheckLimitsInput,
+    "propose_hedge.json": ProposeHedgeInput,
+    "send_alerts.json": AlertInput,
+}
 MODELS = {
+    **RISK_EVENTS,
     "ingest_prices.json": IngestInput,
     "ingest_prices_schedule.json": IngestInput,
     "validate_prices.json": ValidateInput,

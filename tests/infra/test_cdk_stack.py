@@ -159,6 +159,17 @@ def test_every_state_machine_file_is_deployed(synth: Synth) -> None:
     assert files <= deployed, f"not deployed: {sorted(files - deployed)}; add each to spe.stateMachines in cdk.json"
 
 
+def _all_states(definition: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every state of a definition, those inside Map iterators and Parallel branches included."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    for name, state in definition["States"].items():
+        found.append((name, state))
+        for inner in (state.get("ItemProcessor"), state.get("Iterator"), *state.get("Branches", [])):
+            if inner:
+                found.extend(_all_states(inner))
+    return found
+
+
 @pytest.mark.parametrize("machine", ["rebalance", "retrain-regime"])
 def test_state_machine_definition_is_the_file_with_function_arns_substituted(synth: Synth, machine: str) -> None:
     _, resource = synth.single("AWS::StepFunctions::StateMachine", StateMachineName=f"spe-dev-{machine}")
@@ -169,7 +180,7 @@ def test_state_machine_definition_is_the_file_with_function_arns_substituted(syn
     deployed = json.loads(_flatten(expression))
     original = json.loads((STATE_MACHINES / synth.config.state_machines[machine]).read_text())
     expected_resources = {}
-    for state_name, state in original["States"].items():
+    for state_name, state in _all_states(original):
         match = re.fullmatch(r"\$\{(\w+)FunctionArn\}", state.get("Resource", ""))
         if match:
             function = next(
@@ -178,7 +189,8 @@ def test_state_machine_definition_is_the_file_with_function_arns_substituted(syn
             expected_resources[state_name] = f"<{synth.function_id(function)}.Arn>"
             state["Resource"] = expected_resources[state_name]
     assert expected_resources, f"{machine} has no Lambda task"
-    assert {s: deployed["States"][s]["Resource"] for s in expected_resources} == expected_resources
+    deployed_states = dict(_all_states(deployed))
+    assert {s: deployed_states[s]["Resource"] for s in expected_resources} == expected_resources
     for state in original["States"].values():  # the training job's image and execution role
         spec = state.get("Parameters", {}).get("AlgorithmSpecification")
         if spec:
@@ -222,7 +234,20 @@ def _rebalance_functions() -> list[str]:
 
 def test_rebalance_role_may_invoke_exactly_the_functions_of_its_definition(synth: Synth) -> None:
     names = _rebalance_functions()
-    assert names == ["build_features", "detect_regime", "ingest_prices", "optimize_portfolio", "validate_prices"]
+    assert names == [
+        "aggregate_risk",
+        "build_features",
+        "check_limits",
+        "detect_regime",
+        "ingest_prices",
+        "optimize_portfolio",
+        "plan_risk",
+        "propose_hedge",
+        "send_alerts",
+        "simulate_risk_shard",
+        "stress_test",
+        "validate_prices",
+    ]
     _, resource = synth.single("AWS::StepFunctions::StateMachine", StateMachineName="spe-dev-rebalance")
     role_id = resource["Properties"]["RoleArn"]["Fn::GetAtt"][0]
     invoke = [s for s in synth.statements_of_role(role_id) if "lambda:InvokeFunction" in _as_list(s["Action"])]
@@ -584,6 +609,8 @@ def test_cdk_nag_acknowledgements_are_exactly_the_deliberate_ones_and_all_are_us
         *{("AwsSolutions-IAM5[Resource::*]", f) for f in functions},
         ("AwsSolutions-IAM5[Resource::*]", "RebalanceStateMachine"),
         *{(f"AwsSolutions-IAM5[Resource::<{bucket}.Arn>/lake/*]", f) for f in functions},
+        # the Alert step publishes to the alerts topic, encrypted with its own key
+        ("AwsSolutions-IAM5[Action::kms:GenerateDataKey*]", "SendAlerts"),
         # the retrain machine: log delivery and X-Ray as above, and jobs named regime-<model>-<run id>
         ("AwsSolutions-IAM5[Resource::*]", "RetrainRegimeStateMachine"),
         (
@@ -697,3 +724,19 @@ def test_a_placeholder_without_a_function_fails_synth_with_a_hint(tmp_path: Path
             functions={"ingest_prices": fn},
             log_retention=logs.RetentionDays.ONE_WEEK,
         )
+
+
+def test_the_alert_function_publishes_to_the_alerts_topic_only(synth: Synth) -> None:
+    template = Template.from_json(synth.template)
+    topic_id = next(k for k, v in synth.template["Resources"].items() if v["Type"] == "AWS::SNS::Topic")
+    template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "FunctionName": "spe-dev-send-alerts",
+            "Environment": {"Variables": Match.object_like({"SPE_ALERTS_TOPIC_ARN": {"Ref": topic_id}})},
+        },
+    )
+    function = synth.template["Resources"][synth.function_id("send_alerts")]
+    role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    publish = [s for s in synth.statements_of_role(role_id) if "sns:Publish" in _as_list(s["Action"])]
+    assert len(publish) == 1 and publish[0]["Resource"] == {"Ref": topic_id}

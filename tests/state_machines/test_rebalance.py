@@ -33,6 +33,11 @@ def test_default_run_ingests_validates_builds_features_and_detects_the_regime(da
         "build_features",
         "detect_regime",
         "optimize_portfolio",
+        "plan_risk",
+        *["simulate_risk_shard"] * 4,
+        "aggregate_risk",
+        "stress_test",
+        "check_limits",
     ]
     out = result.output
     assert out["run_id"] == "run-default"
@@ -71,6 +76,11 @@ def test_default_run_ingests_validates_builds_features_and_detects_the_regime(da
         abs(sum(weights.values()) - 1) < 1e-9 and max(weights.values()) <= cap + 1e-9 and min(weights.values()) > -1e-9
     )
     assert portfolio["decision"]["reason"] == "initial" and lake.exists(portfolio["result_key"])
+    # and its risk: 200,000 paths over 21 days in four shards, stress scenarios, the default limits all met
+    assert out["risk"]["n_paths"] == 200_000 and out["risk"]["horizon_days"] == 21
+    assert out["risk"]["monte_carlo"]["cvar_0.99"] >= out["risk"]["monte_carlo"]["var_0.99"] > 0
+    assert out["stress"]["worst_scenario"] in {s["name"] for s in out["stress"]["scenarios"]}
+    assert not out["limits"]["any_breach"] and "hedge" not in out and "alerts" not in out
 
 
 def _missing_index_days(lake: ParquetLake) -> int:
@@ -193,3 +203,34 @@ def test_every_engine_error_a_task_retries_on_exists_under_that_name() -> None:
         cls = transient.pop()
         assert cls.__name__ in names
         transient.extend(cls.__subclasses__())
+
+
+def _store_spec(data_dir: Path, limits: dict[str, float]) -> None:
+    spec = {"name": "default", "method": "min_variance", "constraints": {"weight_bounds": [0.0, 0.6]}, "limits": limits}
+    ParquetLake(str(data_dir / "lake")).put_json("portfolios/default/spec.json", spec)
+
+
+def test_a_breached_limit_gets_a_hedge_proposal_and_an_alert(data_dir: Path) -> None:
+    # Given a stored spec whose volatility limit no stock portfolio can meet
+    _store_spec(data_dir, {"max_volatility": 0.05})
+    result, events = _run({"symbols": SMALL}, "run-breach")
+    # Then the run takes the breach branch: a hedge is proposed (not executed) and the breach is alerted
+    assert result.status == "SUCCEEDED", result.cause
+    assert [f for e, f in events if e == "start"][-3:] == ["check_limits", "propose_hedge", "send_alerts"]
+    out = result.output
+    assert out["limits"]["any_breach"] and out["limits"]["worst_severity"] == "critical"
+    assert not out["hedge"]["executed"] and out["hedge"]["chosen"]["kind"]
+    assert out["alerts"]["sent"] == 1 and out["alerts"]["failed"] == 0
+    log = [json.loads(line) for line in (data_dir / "alerts" / "alerts.jsonl").read_text().splitlines()]
+    assert [(a["limit"], a["severity"], a["run_id"]) for a in log] == [("max_volatility", "critical", "run-breach")]
+
+
+def test_a_limit_close_to_its_threshold_is_a_warning_alert_without_a_hedge(data_dir: Path) -> None:
+    # A long-only, fully invested portfolio has gross leverage 1.0: within 10% of a 1.05 limit
+    _store_spec(data_dir, {"max_gross_leverage": 1.05})
+    result, events = _run({"symbols": SMALL}, "run-warning")
+    assert result.status == "SUCCEEDED", result.cause
+    assert "propose_hedge" not in [f for _, f in events]
+    out = result.output
+    assert not out["limits"]["any_breach"] and out["limits"]["worst_severity"] == "warning"
+    assert out["alerts"]["sent"] == 1 and "hedge" not in out

@@ -33,7 +33,16 @@ def test_run_prints_a_json_summary_and_leaves_lake_features_and_run_record(data_
         "BuildFeatures",
         "DetectRegime",
         "Optimize",
+        "PlanRisk",
+        *["SimulateRiskShard"] * 4,
+        "AggregateRisk",
+        "StressTest",
+        "CheckLimits",
+        "ProposeHedge",
+        "AlertBreaches",
     ]
+    # Two stocks cannot meet the default limits made for twenty: the breach is alerted, the hedge proposed.
+    assert summary["limits"]["any_breach"] and summary["alerts"]["sent"] >= 1 and summary["hedge"]["chosen"]
     assert sorted(summary["portfolio"]["target_weights"]) == ["AAPL", "MSFT"]
     assert all(s["status"] == "succeeded" for s in summary["steps"])
     assert (data_dir / "lake/reports/runs/cli-run.json").exists()

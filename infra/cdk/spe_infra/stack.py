@@ -161,6 +161,16 @@ class EngineStack(cdk.Stack):
 
         self.schedules = {s.name: self._schedule(s) for s in config.schedules}
         self.alerts = self._alerts_topic()
+        if "send_alerts" in self.functions:  # the Alert step publishes breaches to the topic
+            alert_function = self.functions["send_alerts"].function
+            alert_function.add_environment("SPE_ALERTS_TOPIC_ARN", self.alerts.topic_arn)
+            self.alerts.grant_publish(alert_function)
+            acknowledge(
+                self.functions["send_alerts"].role,
+                "IAM5[Action::kms:GenerateDataKey*]",
+                "Publishing to the encrypted alerts topic needs kms:GenerateDataKey* (CDK's grant_publish), on the "
+                "topic's own key only.",
+            )
 
         cdk.CfnOutput(self, "LakeUri", value=self.lake.uri)
         cdk.CfnOutput(self, "AlertsTopicArn", value=self.alerts.topic_arn)

@@ -36,6 +36,13 @@ STEP_NAMES = {
     "build_features": "BuildFeatures",
     "detect_regime": "DetectRegime",
     "optimize_portfolio": "Optimize",
+    "plan_risk": "PlanRisk",
+    "simulate_risk_shard": "MonteCarlo",
+    "aggregate_risk": "AggregateRisk",
+    "stress_test": "StressTest",
+    "check_limits": "CheckLimits",
+    "propose_hedge": "ProposeHedge",
+    "send_alerts": "Alert",
 }
 
 
@@ -132,6 +139,44 @@ def _print_run(summary: dict[str, Any]) -> None:
     portfolio = summary.get("portfolio")
     if portfolio:
         out.print(_portfolio_table(portfolio))
+    _print_risk(summary)
+
+
+def _print_risk(summary: dict[str, Any]) -> None:
+    risk, stress, limits = summary.get("risk"), summary.get("stress"), summary.get("limits")
+    if not risk:
+        return
+    mc = risk["monte_carlo"]
+    tails = ", ".join(
+        f"VaR {level} {mc[f'var_{level}']:.1%} / CVaR {mc[f'cvar_{level}']:.1%}"
+        for level in ("0.95", "0.99")
+        if f"var_{level}" in mc
+    )
+    out.print(
+        f"Risk over {risk['horizon_days']} days ({risk['n_paths']:,} regime-switching Monte Carlo paths): {tails}; "
+        f"P(drawdown > 10%) {mc.get('p_drawdown_gt_0.1', float('nan')):.1%}"
+    )
+    if stress:
+        out.print(f"Stress: worst historical scenario {stress['worst_scenario']} ({-stress['worst_loss']:+.1%})")
+    if limits:
+        breaches = limits["breaches"]
+        verdict = (
+            "within limits"
+            if not breaches
+            else ", ".join(
+                f"{b['limit']} {b['value']:.3g} > {b['threshold']:.3g} ({b['severity']})"
+                if b["severity"] != "warning"
+                else f"{b['limit']} {b['value']:.3g} near {b['threshold']:.3g} (warning)"
+                for b in breaches
+            )
+        )
+        out.print(f"Limits: {verdict}")
+    hedge = summary.get("hedge")
+    if hedge:
+        out.print(f"Hedge proposal (not executed): {hedge['message']}")
+    alerts = summary.get("alerts")
+    if alerts:
+        out.print(f"Alerts: {alerts['sent']} sent, {alerts['suppressed']} suppressed, {alerts['failed']} failed")
 
 
 def _portfolio_table(portfolio: dict[str, Any]) -> Table:

@@ -57,7 +57,8 @@ def fit_caps_to_universe(spec: PortfolioSpec, universe: list[str]) -> PortfolioS
     The default's 15% per asset and 35% per sector suit the bundled 20 stocks; on ``spe run --symbols
     AAPL,MSFT`` they cannot add up to a fully invested portfolio. A cap below ``2/n`` (an asset) or
     ``2k/n`` (a group of ``k`` held assets) is raised to it (at most 1), and groups with no held asset
-    are dropped. Specs users write are never changed: theirs fail with the constraint named.
+    are dropped; the ``max_weight`` and ``max_sector_weight`` limits follow. Specs users write are never
+    changed: theirs fail with the constraint named.
     """
     n = len(universe)
     c = spec.constraints
@@ -72,7 +73,16 @@ def fit_caps_to_universe(spec: PortfolioSpec, universe: list[str]) -> PortfolioS
         bounds[group] = (lo, hi if hi is None or hi >= floor else floor)
     if groups != c.groups or bounds != c.group_bounds:
         changes |= {"groups": groups, "group_bounds": bounds}
-    return spec.model_copy(update={"constraints": c.replace(**changes)}) if changes else spec
+    if not changes:
+        return spec
+    # The concentration limits follow the widened caps (a cap the optimizer must reach is no breach).
+    limits = dict(spec.limits)
+    if "weight_bounds" in changes and "max_weight" in limits:
+        limits["max_weight"] = max(limits["max_weight"], changes["weight_bounds"][1])
+    widest = max((hi for _, hi in bounds.values() if hi is not None), default=None)
+    if widest is not None and "max_sector_weight" in limits:
+        limits["max_sector_weight"] = max(limits["max_sector_weight"], widest)
+    return spec.model_copy(update={"constraints": c.replace(**changes), "limits": limits})
 
 
 def resolve_spec(task: OptimizeInput, lake: Lake) -> PortfolioSpec:

@@ -26,18 +26,26 @@ def summarize_run(output: dict[str, Any], lake: Lake, *, seconds: float, steps: 
         "features": features,
         "regime": output.get("regime"),
         "portfolio": output.get("portfolio"),
+        **{key: output.get(key) for key in ("risk", "stress", "limits", "hedge", "alerts")},
         "steps": steps,
     }
 
 
 def task_steps(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The task states an execution went through, in order, with their outcome."""
+    """The task states an execution went through, in order, with their outcome.
+
+    A Map runs its iterations' tasks side by side: each Lambda outcome belongs to the oldest task still
+    running, which keeps the order of the history.
+    """
     steps: list[dict[str, Any]] = []
+    running: list[dict[str, Any]] = []
     for event in history:
         if event["type"] == "TaskStateEntered":
-            steps.append({"state": event.get("name"), "status": "running"})
-        elif event["type"] == "LambdaFunctionSucceeded" and steps:
-            steps[-1]["status"] = "succeeded"
-        elif event["type"] in ("LambdaFunctionFailed", "LambdaFunctionTimedOut") and steps:
-            steps[-1].update(status="failed", error=event.get("error"))
+            step = {"state": event.get("name"), "status": "running"}
+            steps.append(step)
+            running.append(step)
+        elif event["type"] == "LambdaFunctionSucceeded" and running:
+            running.pop(0)["status"] = "succeeded"
+        elif event["type"] in ("LambdaFunctionFailed", "LambdaFunctionTimedOut") and running:
+            running.pop(0).update(status="failed", error=event.get("error"))
     return steps

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -10,42 +9,14 @@ import pandas as pd
 import pytest
 
 from portfolio_engine.adapters.lake import ParquetLake
-from portfolio_engine.adapters.market_data.bundled import BundledSource, load_ff3_monthly, load_treasury_curve
-from portfolio_engine.adapters.model_registry import LakeModelRegistry
-from portfolio_engine.adapters.training_job import LocalTrainingJob
-from portfolio_engine.contracts import DetectRegimeInput, DetectRegimeOutput, OptimizeInput
+from portfolio_engine.adapters.market_data.bundled import load_ff3_monthly
+from portfolio_engine.contracts import DetectRegimeOutput, OptimizeInput
 from portfolio_engine.exceptions import EmptyDataError, InfeasibleError, SpecificationError
-from portfolio_engine.features import DEFAULT_FEATURE_SPEC, compute_features
 from portfolio_engine.optimization import blend_moments, fama_french_model, regime_conditional_moments
-from portfolio_engine.pipeline.features import feature_set_key
 from portfolio_engine.pipeline.optimize import bundled_spec, optimize_portfolio, price_returns, regime_posterior
-from portfolio_engine.pipeline.regime import detect_regime
-from portfolio_engine.regime.definition import RegimeModelSpec
 
 STOCKS = ["JNJ", "KO", "PG", "XOM", "MSFT"]
 SYMBOLS = [*STOCKS, "^GSPC"]
-SMALL_MODEL = RegimeModelSpec(n_restarts=2)
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Curated prices, a feature set and a trained regime model, 2000-2022, built once for the module."""
-    lake = ParquetLake(str(tmp_path_factory.mktemp("opt") / "lake"))
-    bars = BundledSource().fetch(SYMBOLS, start=date(2000, 1, 1), end=date(2022, 12, 28))
-    lake.write_bars(bars, "bundled", zone="curated")
-    lake.write_reference("ff3_monthly", load_ff3_monthly())
-    lake.write_reference("treasury_curve", load_treasury_curve())
-    spec = DEFAULT_FEATURE_SPEC.model_copy(update={"index_symbol": "^GSPC"})
-    key = feature_set_key(spec, "bundled", "1d", SYMBOLS)
-    lake.write_features(compute_features(bars, spec), key, {"version": spec.version, "symbols": SYMBOLS})
-    registry = LakeModelRegistry(lake)
-    regime = detect_regime(
-        DetectRegimeInput(run_id="r0", feature_key=f"features/{key}", model=SMALL_MODEL),
-        lake=lake,
-        registry=registry,
-        jobs=LocalTrainingJob(in_process=True),
-    )
-    return {"lake": lake, "registry": registry, "feature_key": f"features/{key}", "regime": regime}
 
 
 def _spec(**overrides: object) -> dict:

@@ -1,0 +1,34 @@
+"""Alert: warnings and breaches sent through SNS, Slack and the local log, de-duplicated with a cool-down."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from portfolio_engine.adapters.factory import build_lake
+from portfolio_engine.adapters.notifiers import build_alert_dispatcher
+from portfolio_engine.contracts.risk import AlertInput
+from portfolio_engine.pipeline.risk_checks import send_alerts
+from portfolio_engine.settings import Settings
+
+SETTINGS = Settings()
+LAKE = build_lake(SETTINGS)
+DISPATCHER = build_alert_dispatcher(SETTINGS, lake=LAKE)
+logger = Logger(service="spe-send-alerts")
+tracer = Tracer(service="spe-send-alerts")
+metrics = Metrics(namespace="StochasticPortfolioEngine", service="spe-send-alerts")
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(correlation_id_path="run_id")
+@tracer.capture_lambda_handler
+@event_parser(model=AlertInput)
+def lambda_handler(event: AlertInput, context: LambdaContext) -> dict[str, Any]:
+    output = send_alerts(event, dispatcher=DISPATCHER)
+    metrics.add_metric(name="AlertsSent", unit=MetricUnit.Count, value=output.sent)
+    metrics.add_metric(name="AlertsFailed", unit=MetricUnit.Count, value=output.failed)
+    return output.model_dump(mode="json")
