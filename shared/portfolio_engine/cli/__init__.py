@@ -11,12 +11,14 @@ import typer
 from portfolio_engine.cli import optimize, run
 from portfolio_engine.cli.data import data_app
 from portfolio_engine.cli.regime import regime_app
+from portfolio_engine.cli.risk import risk_app
 
 app = typer.Typer(help="Stochastic Portfolio Engine.", no_args_is_help=True, pretty_exceptions_enable=False)
 run.register(app)
 optimize.register(app)
 app.add_typer(data_app, name="data")
 app.add_typer(regime_app, name="regime")
+app.add_typer(risk_app, name="risk")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -79,7 +79,6 @@ def optimize(
     """Optimize a portfolio on the lake's curated prices, decide whether to rebalance, store the result."""
     setup(data_dir)
     from portfolio_engine.adapters.model_registry import LakeModelRegistry
-    from portfolio_engine.contracts import OptimizeInput
     from portfolio_engine.exceptions import ConfigurationError, EmptyDataError
     from portfolio_engine.pipeline.optimize import optimize_portfolio
 
@@ -99,33 +98,24 @@ def optimize(
                 f"The lake {lake.uri} holds no curated prices from '{source}'.",
                 hint="Run `spe run` first (it ingests, validates and stores them), or pick another --source.",
             )
-        chosen, origin, inline = _portfolio_spec(lake, spec, portfolio, method, run_id, source, symbols)
+        chosen, origin, inline = portfolio_spec(lake, spec, portfolio, method, run_id, source, symbols)
         detected: DetectRegimeOutput | None = None
         feature_key: str | None = None
         with progress_bar() as progress, handler_output_to_stderr():
             progress.add_task(f"optimizing {chosen.name} ({chosen.method})", total=None)
             if regime and chosen.regime_aware:
-                detected, feature_key = _current_regime(lake, registry, run_id, chosen.name, source)
-            index_symbol = _index_symbol(lake, source, symbols, feature_key)
-            task = parse_request(
-                OptimizeInput,
-                run_id=run_id,
-                source=source,
-                symbols=symbols,
-                index_symbol=index_symbol,
-                portfolio=chosen.name,
-                # A stored or bundled spec is left to the use case to resolve, as in `spe run`.
-                spec=chosen.to_dict() if inline else None,
+                detected, feature_key = current_regime(lake, registry, run_id, chosen.name, source)
+            task = optimize_input(
+                lake, chosen, inline, run_id=run_id, source=source, symbols=symbols, detected=detected,
                 feature_key=feature_key,
-                regime=detected,
-            )
+            )  # fmt: skip
             output = optimize_portfolio(task, lake=lake, registry=registry)
         document: dict[str, Any] = output.model_dump(mode="json")
         document |= {
             "spec_source": origin,
             "spec_method": chosen.method,
             "feature_key": feature_key,
-            "regime_model": _regime_summary(detected, regime and chosen.regime_aware),
+            "regime_model": regime_summary(detected, regime and chosen.regime_aware),
             "saved_spec": None,
             "frontier": None,
         }
@@ -174,7 +164,7 @@ def read_spec_file(path: Path) -> PortfolioSpec:
     return PortfolioSpec.from_json(text) if path.suffix.lower() == ".json" else PortfolioSpec.from_yaml(text)
 
 
-def _portfolio_spec(
+def portfolio_spec(
     lake: Lake,
     path: Path | None,
     portfolio: str | None,
@@ -202,6 +192,44 @@ def _portfolio_spec(
     return PortfolioSpec.from_dict(data), origin, path is not None or method is not None
 
 
+def optimize_input(
+    lake: Lake,
+    chosen: PortfolioSpec,
+    inline: bool,
+    *,
+    run_id: str,
+    source: str,
+    symbols: list[str],
+    detected: DetectRegimeOutput | None,
+    feature_key: str | None,
+    record_holdings: bool = True,
+) -> OptimizeInput:
+    """The Optimize task for ``chosen`` (from :func:`portfolio_spec`) on the lake's curated ``symbols``.
+
+    Shared with ``spe risk report``, which runs the same use case before measuring the weights.
+
+    Raises
+    ------
+    ConfigurationError
+        Options the task contract refuses (a bad run id or symbol).
+    """
+    from portfolio_engine.contracts import OptimizeInput
+
+    return parse_request(
+        OptimizeInput,
+        run_id=run_id,
+        source=source,
+        symbols=symbols,
+        index_symbol=index_symbol(lake, source, symbols, feature_key),
+        portfolio=chosen.name,
+        # A stored or bundled spec is left to the use case to resolve, as in `spe run`.
+        spec=chosen.to_dict() if inline else None,
+        feature_key=feature_key,
+        regime=detected,
+        record_holdings=record_holdings,
+    )
+
+
 def _latest_manifest(lake: Lake, source: str | None, symbol: str | None) -> tuple[str, dict[str, Any]] | None:
     """The stored feature set (of ``source``, holding ``symbol``) with the latest last date, then the most rows."""
     best: tuple[tuple[str, int, str], dict[str, Any]] | None = None
@@ -217,7 +245,7 @@ def _latest_manifest(lake: Lake, source: str | None, symbol: str | None) -> tupl
     return None if best is None else (f"features/{best[0][2]}", best[1])
 
 
-def _current_regime(
+def current_regime(
     lake: Lake, registry: ModelRegistry, run_id: str, portfolio: str, source: str
 ) -> tuple[DetectRegimeOutput, str]:
     """DetectRegime on the latest feature set holding the champion's symbol (the source's own, if it has one)."""
@@ -242,7 +270,7 @@ def _current_regime(
     return detected, key
 
 
-def _index_symbol(lake: Lake, source: str, symbols: list[str], feature_key: str | None) -> str | None:
+def index_symbol(lake: Lake, source: str, symbols: list[str], feature_key: str | None) -> str | None:
     """The index the use case keeps out of the universe: the feature set's, else ^GSPC if the lake holds it."""
     from portfolio_engine.regime.definition import RegimeModelSpec
 
@@ -254,7 +282,7 @@ def _index_symbol(lake: Lake, source: str, symbols: list[str], feature_key: str 
     return str(index) if index in symbols else None
 
 
-def _regime_summary(detected: DetectRegimeOutput | None, requested: bool) -> dict[str, Any] | None:
+def regime_summary(detected: DetectRegimeOutput | None, requested: bool) -> dict[str, Any] | None:
     if detected is None:
         return None if not requested else {"available": False, "reason": "the spec is not regime-aware"}
     keys = (

@@ -240,6 +240,9 @@ class OptimizeInput(_Contract):
     )
     feature_key: FeatureKey | None = Field(default=None, description="The run's feature set (for the regime model).")
     regime: DetectRegimeOutput | None = Field(default=None, description="DetectRegime's output for this run.")
+    record_holdings: bool = Field(
+        default=True, description="Store the holdings after the decision (False for what-if reports)."
+    )
 
 
 class RebalanceOutcome(_Contract):

@@ -277,11 +277,12 @@ def optimize_portfolio(task: OptimizeInput, *, lake: Lake, registry: ModelRegist
             "holdings": {k: float(v) for k, v in holdings.items()},
         },
     )
-    lake.put_json(
-        holdings_key,
-        {"as_of": str(as_of.date()), "weights": {k: float(v) for k, v in holdings.items()}, "regime": state,
-         "run_id": task.run_id},
-    )  # fmt: skip
+    if task.record_holdings:
+        lake.put_json(
+            holdings_key,
+            {"as_of": str(as_of.date()), "weights": {k: float(v) for k, v in holdings.items()}, "regime": state,
+             "run_id": task.run_id},
+        )  # fmt: skip
     return OptimizeOutput(
         run_id=task.run_id,
         portfolio=spec.name,

@@ -227,3 +227,10 @@ def test_a_regime_change_switches_to_the_new_policy_whatever_the_cost(world: dic
     out = optimize_portfolio(_task(world, "rc1", dear, turbulent), lake=lake, registry=world["registry"])
     assert out.method == "min_variance" and out.decision.rebalance and out.decision.reason == "regime_change"
     assert out.decision.cost > 0 and out.holdings == out.target_weights
+
+
+def test_a_what_if_optimization_leaves_the_holdings_alone(world: dict, lake: ParquetLake) -> None:
+    spec = _spec(method="min_variance", regime_policies={})
+    task = _task(world, "w1", spec).model_copy(update={"record_holdings": False})
+    out = optimize_portfolio(task, lake=lake, registry=world["registry"])
+    assert lake.exists(out.result_key) and not lake.exists("portfolios/test/holdings.json")
