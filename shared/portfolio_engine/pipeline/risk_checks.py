@@ -2,7 +2,8 @@
 
 * StressTest replays the target weights over the historical windows of ``risk.stress.DEFAULT_SCENARIOS``
   (a held asset without data in a window takes the index's return), applies hypothetical shocks
-  (equity -20% scaled by each asset's beta, each sector -20%, volatility x2, correlations to 1) and
+  (equity -20% scaled by each asset's beta, each sector -20%, Fama-French factor shocks through the
+  assets' loadings, volatility x2, correlations to 1) and
   finds the smallest market fall that loses the portfolio's drawdown limit (20% without one).
 * CheckLimits measures each limit of the spec in force (VaR/CVaR at the Monte Carlo horizon from the
   simulation, at other horizons historically on the last three years; volatility, drawdowns, beta and
@@ -30,7 +31,7 @@ from portfolio_engine.contracts.risk import (
     StressOutput,
 )
 from portfolio_engine.exceptions import LakeError, RiskInputError
-from portfolio_engine.optimization import PortfolioSpec
+from portfolio_engine.optimization import PortfolioSpec, fama_french_model
 from portfolio_engine.pipeline.optimize import price_returns
 from portfolio_engine.pipeline.risk import HISTORY_DAYS, held_weights, index_returns
 from portfolio_engine.ports import Lake
@@ -44,6 +45,7 @@ from portfolio_engine.risk.measures import tracking_error as tracking_error_of
 from portfolio_engine.risk.stress import (
     correlation_shock,
     equity_shock,
+    factor_shock,
     replay_scenarios,
     reverse_equity_shock,
     sector_shock,
@@ -80,6 +82,24 @@ def _betas(history: pd.DataFrame, index: pd.Series | None) -> pd.Series | None:
     return cov["__index__"].drop("__index__") / variance
 
 
+#: Fama-French factor shocks: a market fall, a small-cap crash, a value rout (monthly factor returns).
+FACTOR_SHOCKS = {
+    "ff_market_-20%": {"Mkt-RF": -0.20},
+    "ff_small_caps_-10%": {"SMB": -0.10},
+    "ff_value_-10%": {"HML": -0.10},
+}
+
+
+def _factor_shocks(lake: Lake, weights: pd.Series, history: pd.DataFrame) -> list[Any]:
+    """Fama-French factor shocks through the assets' loadings (none when the factors are not in the lake)."""
+    try:
+        factors = lake.read_reference("ff3_monthly")
+    except LakeError:
+        return []
+    loadings = fama_french_model(history, factors).loadings_
+    return [factor_shock(weights, loadings, shock, name=name) for name, shock in FACTOR_SHOCKS.items()]
+
+
 def stress_test(task: StressInput, *, lake: Lake) -> StressOutput:
     """Historical replays, hypothetical shocks and a reverse stress of the target weights."""
     weights = held_weights(task.portfolio)
@@ -93,6 +113,7 @@ def stress_test(task: StressInput, *, lake: Lake) -> StressOutput:
     shocks: list[dict[str, Any]] = [equity_shock(weights, SHOCK, betas=betas).to_dict()]
     sectors = sector_map(lake, assets)
     shocks += [sector_shock(weights, sectors, s, SHOCK).to_dict() for s in sorted(set(sectors.values()))]
+    shocks += [f.to_dict() for f in _factor_shocks(lake, weights, history)]
     shocks += [volatility_shock(weights, cov, factor=2.0, level=0.99).to_dict()]
     shocks += [correlation_shock(weights, cov, correlation=1.0, level=0.99).to_dict()]
     limit = spec_in_force(lake, task.portfolio.result_key).limits.get("max_drawdown", -SHOCK)

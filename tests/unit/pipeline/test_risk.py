@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from portfolio_engine.adapters.lake import ParquetLake
+from portfolio_engine.adapters.market_data.bundled import load_ff3_monthly
 from portfolio_engine.adapters.notifiers import AlertDispatcher, LocalLogNotifier, MemoryAlertStateStore
 from portfolio_engine.contracts import OptimizeInput, OptimizeOutput
 from portfolio_engine.contracts.risk import (
@@ -22,6 +23,7 @@ from portfolio_engine.contracts.risk import (
     StressInput,
 )
 from portfolio_engine.exceptions import RiskError, SpecificationError
+from portfolio_engine.optimization import fama_french_model
 from portfolio_engine.pipeline.optimize import optimize_portfolio, price_returns
 from portfolio_engine.pipeline.risk import aggregate_risk, plan_risk, run_seed, simulate_risk_shard
 from portfolio_engine.pipeline.risk_checks import check_limits, hedge, measure_limits, send_alerts, stress_test
@@ -153,7 +155,13 @@ def test_stress_replays_the_scenarios_on_the_actual_returns(world: dict) -> None
     assert covid["loss"] == pytest.approx(1 - value, rel=1e-8)  # the report rounds to 10 decimals
     assert out.worst_loss == max(s["loss"] for s in out.scenarios) and out.worst_scenario in names
     assert out.reverse is not None and out.reverse["value"] == pytest.approx(0.25, abs=1e-9)
-    assert {s["name"] for s in out.shocks} >= {"volatility_x2", "correlation_1"}
+    assert {s["name"] for s in out.shocks} >= {"volatility_x2", "correlation_1", "ff_market_-20%", "ff_value_-10%"}
+    # the market factor shock is the weights' Fama-French market loading times the shock
+    loadings = fama_french_model(
+        price_returns(lake, "bundled", list(weights.index), "1d"), load_ff3_monthly()
+    ).loadings_
+    market = next(s for s in out.shocks if s["name"] == "ff_market_-20%")
+    assert market["loss"] == pytest.approx(0.20 * float(weights @ loadings["Mkt-RF"]), rel=1e-9)
     assert np.isfinite([s["loss"] for s in out.shocks]).all()
 
 
