@@ -266,3 +266,24 @@ def test_bad_inputs_exit_1_with_a_typed_error_and_a_hint(
     assert document["error"] == error and named in document["message"] and document["hint"]
     # AND nothing was simulated (the base run's risk folder is the only one)
     assert sorted(p.name for p in (lake_dir / "lake" / "risk").iterdir()) == ["base"]
+
+
+def test_the_monitor_marks_the_holdings_bar_by_bar_like_a_buy_and_hold_by_hand(lake_dir: Path) -> None:
+    result = runner.invoke(app, ["risk", "monitor", "--since", "2022-06-01", "--last", "3", "--json"])
+    assert result.exit_code == 0, result.stdout
+    shown = json.loads(result.stdout)
+    held = json.loads((lake_dir / "lake" / "portfolios" / "default" / "holdings.json").read_text())["weights"]
+    weights = pd.Series({k: v for k, v in held.items() if v != 0})
+    prices = _curated_prices(lake_dir)[list(weights.index)].loc["2022-06-01":].dropna()
+    value = float((weights * prices.iloc[-1] / prices.iloc[0]).sum())
+    assert shown["bars"] == len(prices) - 1 and shown["value"] == pytest.approx(value, rel=1e-12)
+    path = (prices / prices.iloc[0]) @ weights
+    assert shown["max_drawdown"] == pytest.approx(float((1 - path / path.cummax()).max()), rel=1e-12)
+    assert len(shown["history"]) == 3 and shown["volatility"] > 0
+
+
+def test_the_monitor_needs_holdings_and_a_known_interval(data_dir: Path) -> None:
+    result = runner.invoke(app, ["risk", "monitor", "--json"])
+    assert result.exit_code == 1 and json.loads(result.stdout)["error"] == "EmptyDataError"
+    result = runner.invoke(app, ["risk", "monitor", "--interval", "7m", "--json"])
+    assert result.exit_code == 1 and json.loads(result.stdout)["error"] == "ConfigurationError"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from portfolio_engine.cli import optimize, run
+from portfolio_engine.cli import optimize, risk_monitor, run
 from portfolio_engine.cli.data import data_app
 from portfolio_engine.cli.regime import regime_app
 from portfolio_engine.cli.risk import risk_app
@@ -18,6 +18,7 @@ run.register(app)
 optimize.register(app)
 app.add_typer(data_app, name="data")
 app.add_typer(regime_app, name="regime")
+risk_monitor.register(risk_app)
 app.add_typer(risk_app, name="risk")
 
 
