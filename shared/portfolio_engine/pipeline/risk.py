@@ -187,16 +187,16 @@ def aggregate_risk(task: AggregateRiskInput, *, lake: Lake) -> AggregateRiskOutp
     )
     document = report.to_dict()
     historical: dict[str, float] = {}
+    # The report writes a figure it cannot compute (NaN) as null; such figures are left out here.
     for measure in ("var", "cvar"):
         for method, by_level in document[measure].items():
             for level, value in by_level.items():
-                historical[f"{measure}_{method}_{level}_1d"] = float(value)
-    for name in ("volatility", "beta", "tracking_error"):
-        if document.get(name) is not None:
-            historical[name] = float(document[name])
+                if value is not None:
+                    historical[f"{measure}_{method}_{level}_1d"] = float(value)
     drawdown = document.get("drawdown") or {}
-    historical["max_drawdown"] = float(drawdown.get("maximum", float("nan")))
-    historical["current_drawdown"] = float(drawdown.get("current", float("nan")))
+    named = {**{k: document.get(k) for k in ("volatility", "beta", "tracking_error")},
+             "max_drawdown": drawdown.get("maximum"), "current_drawdown": drawdown.get("current")}  # fmt: skip
+    historical |= {name: float(value) for name, value in named.items() if value is not None}
     bands = merged.quantile_bands()
     report_key = f"risk/{task.run_id}/report.json"
     lake.put_json(
