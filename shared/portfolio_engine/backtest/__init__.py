@@ -19,8 +19,10 @@ _EXPORTS = {
     "FactorAttribution": "attribution",
     "Frequency": "windows",
     "Impact": "engine",
+    "InOutOfSample": "analysis",
     "PERIODS_PER_YEAR": "metrics",
     "Policy": "engine",
+    "RegimeAwarePolicy": "regime_policy",
     "RiskFree": "metrics",
     "SpecPolicy": "engine",
     "TransactionCosts": "engine",
@@ -38,6 +40,7 @@ _EXPORTS = {
     "factor_attribution": "attribution",
     "fama_french_attribution": "attribution",
     "hit_rate": "metrics",
+    "in_vs_out_of_sample": "analysis",
     "information_ratio": "metrics",
     "max_drawdown": "metrics",
     "merge_results": "engine",
@@ -58,8 +61,10 @@ _EXPORTS = {
     "split_windows": "windows",
     "tracking_error": "metrics",
     "trades_from_weights": "metrics",
+    "train_test_split_dates": "analysis",
     "transaction_costs": "metrics",
     "turnover": "metrics",
+    "window_results": "analysis",
 }
 
 __all__ = [
@@ -73,7 +78,9 @@ __all__ = [
     "FactorAttribution",
     "Frequency",
     "Impact",
+    "InOutOfSample",
     "Policy",
+    "RegimeAwarePolicy",
     "RiskFree",
     "SpecPolicy",
     "TransactionCosts",
@@ -91,6 +98,7 @@ __all__ = [
     "factor_attribution",
     "fama_french_attribution",
     "hit_rate",
+    "in_vs_out_of_sample",
     "information_ratio",
     "max_drawdown",
     "merge_results",
@@ -111,8 +119,10 @@ __all__ = [
     "split_windows",
     "tracking_error",
     "trades_from_weights",
+    "train_test_split_dates",
     "transaction_costs",
     "turnover",
+    "window_results",
 ]
 
 
