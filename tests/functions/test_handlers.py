@@ -17,6 +17,12 @@ from portfolio_engine.contracts import (
     RunRequest,
     ValidateInput,
 )
+from portfolio_engine.contracts.backtest import (
+    AggregateBacktestInput,
+    BacktestRequest,
+    BacktestWindowTask,
+    PlanBacktestInput,
+)
 from portfolio_engine.contracts.risk import (
     AggregateRiskInput,
     AlertInput,
@@ -55,6 +61,10 @@ MODELS = {
     "prepare_regime_training.json": PrepareRegimeTrainingInput,
     "register_regime_model.json": RegisterRegimeModelInput,
     "retrain_regime.json": RetrainRegimeRequest,
+    "plan_backtest.json": PlanBacktestInput,
+    "run_backtest_window.json": BacktestWindowTask,
+    "aggregate_backtest.json": AggregateBacktestInput,
+    "backtest.json": BacktestRequest,
 }
 
 

@@ -170,7 +170,7 @@ def _all_states(definition: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return found
 
 
-@pytest.mark.parametrize("machine", ["rebalance", "retrain-regime"])
+@pytest.mark.parametrize("machine", ["rebalance", "retrain-regime", "backtest"])
 def test_state_machine_definition_is_the_file_with_function_arns_substituted(synth: Synth, machine: str) -> None:
     _, resource = synth.single("AWS::StepFunctions::StateMachine", StateMachineName=f"spe-dev-{machine}")
     expression = resource["Properties"]["DefinitionString"]
@@ -255,6 +255,21 @@ def test_rebalance_role_may_invoke_exactly_the_functions_of_its_definition(synth
     assert sorted(_flatten(r) for r in _as_list(invoke[0]["Resource"])) == sorted(
         f"<{synth.function_id(n)}.Arn>" for n in names
     )
+
+
+def test_backtest_role_may_invoke_exactly_its_three_functions(synth: Synth) -> None:
+    text = (REPO_ROOT / "state_machines" / "backtest.asl.json").read_text()
+    camel = set(re.findall(r"\$\{(\w+)FunctionArn\}", text))
+    names = sorted(re.sub(r"(?<!^)(?=[A-Z])", "_", c).lower() for c in camel)
+    assert names == ["aggregate_backtest", "plan_backtest", "run_backtest_window"]
+    role_id = _machine_role(synth, "backtest")
+    invoke = [s for s in synth.statements_of_role(role_id) if "lambda:InvokeFunction" in _as_list(s["Action"])]
+    assert len(invoke) == 1
+    assert sorted(_flatten(r) for r in _as_list(invoke[0]["Resource"])) == sorted(
+        f"<{synth.function_id(n)}.Arn>" for n in names
+    )
+    assert synth.config.functions["run_backtest_window"].memory_mb == 3008
+    assert synth.config.functions["run_backtest_window"].timeout_seconds == 900
 
 
 def test_retrain_role_invokes_its_functions_and_starts_only_regime_jobs_as_the_training_role(synth: Synth) -> None:
@@ -608,6 +623,8 @@ def test_cdk_nag_acknowledgements_are_exactly_the_deliberate_ones_and_all_are_us
         ("AwsSolutions-SMG4", "NasdaqDataLinkSecret"),
         *{("AwsSolutions-IAM5[Resource::*]", f) for f in functions},
         ("AwsSolutions-IAM5[Resource::*]", "RebalanceStateMachine"),
+        # the backtest machine: log delivery and X-Ray, as the rebalance machine
+        ("AwsSolutions-IAM5[Resource::*]", "BacktestStateMachine"),
         *{(f"AwsSolutions-IAM5[Resource::<{bucket}.Arn>/lake/*]", f) for f in functions},
         # the Alert step publishes to the alerts topic, encrypted with its own key
         ("AwsSolutions-IAM5[Action::kms:GenerateDataKey*]", "SendAlerts"),

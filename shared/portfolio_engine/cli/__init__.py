@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from portfolio_engine.cli import optimize, risk_monitor, run
+from portfolio_engine.cli import backtest, optimize, risk_monitor, run
 from portfolio_engine.cli.data import data_app
 from portfolio_engine.cli.regime import regime_app
 from portfolio_engine.cli.risk import risk_app
@@ -16,6 +16,7 @@ from portfolio_engine.cli.risk import risk_app
 app = typer.Typer(help="Stochastic Portfolio Engine.", no_args_is_help=True, pretty_exceptions_enable=False)
 run.register(app)
 optimize.register(app)
+backtest.register(app)
 app.add_typer(data_app, name="data")
 app.add_typer(regime_app, name="regime")
 risk_monitor.register(risk_app)

@@ -30,7 +30,7 @@ from portfolio_engine.contracts.risk import (
     StressInput,
     StressOutput,
 )
-from portfolio_engine.exceptions import LakeError, RiskInputError
+from portfolio_engine.exceptions import DataError, LakeError, RiskInputError
 from portfolio_engine.optimization import PortfolioSpec, fama_french_model
 from portfolio_engine.pipeline.optimize import price_returns
 from portfolio_engine.pipeline.risk import HISTORY_DAYS, held_weights, index_returns
@@ -94,9 +94,10 @@ def _factor_shocks(lake: Lake, weights: pd.Series, history: pd.DataFrame) -> lis
     """Fama-French factor shocks through the assets' loadings (none when the factors are not in the lake)."""
     try:
         factors = lake.read_reference("ff3_monthly")
-    except LakeError:
+        loadings = fama_french_model(history, factors).loadings_
+    except (LakeError, DataError) as exc:  # no factors in the lake, or too few months in common with them
+        logger.warning("no Fama-French factor shocks: %s", exc)
         return []
-    loadings = fama_french_model(history, factors).loadings_
     return [factor_shock(weights, loadings, shock, name=name) for name, shock in FACTOR_SHOCKS.items()]
 
 

@@ -1,0 +1,158 @@
+"""``spe backtest``: the backtest state machine, executed locally, and its report."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.table import Table
+
+from portfolio_engine.cli._common import (
+    BenchmarksOpt,
+    DataDirOpt,
+    DayOpt,
+    JsonOpt,
+    SourceOpt,
+    SymbolsOpt,
+    benchmarks_list,
+    emit,
+    errors_to_exit,
+    handler_output_to_stderr,
+    open_lake,
+    out,
+    parse_request,
+    progress_bar,
+    setup,
+    symbols_list,
+)
+
+#: Rows of the printed metrics table (the JSON and the report carry every row).
+SHOWN = ("CAGR", "volatility", "Sharpe", "Sortino", "max drawdown", "Calmar", "turnover (annual)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(backtest)
+
+
+def backtest(
+    spec: Annotated[Optional[Path], typer.Option(help="Portfolio spec YAML (default: the bundled default).")] = None,
+    source: SourceOpt = "bundled",
+    symbols: SymbolsOpt = None,
+    benchmarks: BenchmarksOpt = None,
+    start: DayOpt = None,
+    end: DayOpt = None,
+    frequency: Annotated[str, typer.Option(help="daily, weekly, monthly, quarterly or yearly.")] = "monthly",
+    window: Annotated[str, typer.Option(help="rolling or expanding estimation window.")] = "rolling",
+    window_length: Annotated[int, typer.Option(help="Trading days of the estimation window.")] = 252,
+    cost_bps: Annotated[float, typer.Option(help="Proportional transaction cost, basis points.")] = 10.0,
+    windows: Annotated[int, typer.Option("--windows", help="Walk-forward windows run by the Map.")] = 8,
+    policy: Annotated[str, typer.Option(help="spec or regime_aware.")] = "spec",
+    report: Annotated[Optional[Path], typer.Option(help="Write a self-contained HTML report here.")] = None,
+    run_id: Annotated[Optional[str], typer.Option(help="Execution name (default: backtest-<UTC time>).")] = None,
+    data_dir: DataDirOpt = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the backtest state machine locally on curated prices and print the metrics table."""
+    setup(data_dir, verbose)
+    import yaml
+
+    from portfolio_engine.contracts.backtest import BacktestRequest
+    from portfolio_engine.exceptions import SpecificationError
+    from portfolio_engine.local.runner import LocalStateMachineRunner
+
+    with errors_to_exit(as_json):
+        spec_dict = None
+        if spec is not None:
+            try:
+                spec_dict = yaml.safe_load(spec.read_text())
+            except (OSError, yaml.YAMLError) as exc:
+                raise SpecificationError(f"Cannot read the spec {spec}: {exc}", hint="Pass a YAML file.") from exc
+        request = parse_request(
+            BacktestRequest,
+            source=source,
+            symbols=symbols_list(symbols),
+            benchmarks=benchmarks_list(benchmarks),
+            spec=spec_dict,
+            start=start,
+            end=end,
+            frequency=frequency,
+            window=window,
+            window_length=window_length,
+            cost_bps=cost_bps,
+            n_windows=windows,
+            policy=policy,
+        )
+        name = run_id or f"backtest-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
+        with progress_bar() as progress, handler_output_to_stderr():
+            task = progress.add_task("backtest", total=None)
+
+            def listener(event: str, function: str, _detail: dict[str, Any]) -> None:
+                if event == "start":
+                    progress.update(task, description=f"backtest: {function}")
+
+            result = LocalStateMachineRunner(listener=listener).run(
+                "backtest", request.model_dump(mode="json"), name=name
+            )
+        output = result.raise_for_status()
+        lake = open_lake()
+        stored = lake.get_json(output["result"]["result_key"])
+        summary = {
+            "run_id": name,
+            "seconds": result.seconds,
+            "result_key": lake.key_uri(output["result"]["result_key"]),
+            **{k: output["result"][k] for k in ("strategy", "first_date", "last_date", "n_days", "n_decisions")},
+            "n_windows": len(output["windows"]),
+            "columns": output["result"]["columns"],
+            "metrics": stored["metrics"],
+        }
+        if report is not None:
+            report.write_text(_report_html(lake, output, stored))
+            summary["report"] = str(report)
+    if as_json:
+        emit(summary, True)
+    else:
+        out.print(_metrics_table(summary))
+        if report is not None:
+            out.print(f"Report: {report}")
+
+
+def _metrics_table(summary: dict[str, Any]) -> Table:
+    title = (
+        f"Backtest {summary['run_id']}: {summary['strategy']}, {summary['first_date']} .. {summary['last_date']}, "
+        f"{summary['n_decisions']} decisions in {summary['n_windows']} windows, {summary['seconds']:.1f} s"
+    )
+    table = Table(title=title)
+    columns = summary["columns"]
+    table.add_column("metric")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for metric in SHOWN:
+        values = [summary["metrics"][c].get(metric) for c in columns]
+        if any(v is not None for v in values):
+            table.add_row(metric, *("" if v is None else f"{v:.3f}" for v in values))
+    return table
+
+
+def _report_html(lake: Any, output: dict[str, Any], stored: dict[str, Any]) -> str:
+    import pandas as pd
+
+    from portfolio_engine.contracts.backtest import BacktestWindowOutput
+    from portfolio_engine.pipeline.backtest import load_backtest
+    from portfolio_engine.reports.backtest import backtest_report_html
+
+    result = load_backtest(lake, [BacktestWindowOutput.model_validate(w) for w in output["windows"]])
+    equity = pd.DataFrame({name: pd.Series(stored["equity"][name]) for name in output["result"]["columns"]})
+    equity.index = pd.DatetimeIndex(equity.index)
+    return backtest_report_html(
+        title=f"Backtest {output['run_id']}: {stored['strategy']}",
+        equity=equity,
+        net_returns=result.net_returns,
+        weights=result.weights,
+        metrics=pd.DataFrame(stored["metrics"])[output["result"]["columns"]].astype(float),
+        regimes=None,
+        attribution=None,
+        oos=None,
+    )

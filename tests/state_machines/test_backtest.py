@@ -1,0 +1,96 @@
+"""The real backtest state machine JSON, executed end to end by the local runner on the bundled data."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from portfolio_engine.adapters.lake import ParquetLake
+from portfolio_engine.adapters.market_data.bundled import BundledSource
+from portfolio_engine.backtest import EstimationWindow, TransactionCosts, calendar_schedule, run_backtest
+from portfolio_engine.contracts.backtest import BacktestRequest, BacktestWindowOutput
+from portfolio_engine.local.runner import LocalStateMachineRunner
+from portfolio_engine.pipeline.backtest import build_policy, load_backtest, resolve_backtest_spec
+from portfolio_engine.pipeline.optimize import price_returns
+
+SMALL = ["AAPL", "JPM", "XOM"]
+REQUEST = {"symbols": SMALL, "start": "2015-01-01", "end": "2022-12-31", "n_windows": 3}
+
+
+@pytest.fixture
+def lake(data_dir: Path) -> ParquetLake:
+    """The local lake the handlers use, holding curated bundled prices of three stocks and the index."""
+    lake = ParquetLake(str(data_dir / "lake"))
+    bars = BundledSource().fetch([*SMALL, "^GSPC"], start=date(2013, 1, 1), end=date(2022, 12, 28))
+    lake.write_bars(bars, "bundled", zone="curated")
+    return lake
+
+
+def _run(payload: dict, name: str) -> tuple:
+    events: list[tuple[str, str]] = []
+    runner = LocalStateMachineRunner(listener=lambda e, f, d: events.append((e, f)), wait_scale=0)
+    return runner.run("backtest", payload, name=name), events
+
+
+def test_a_monthly_walk_forward_fans_out_and_merges_into_the_single_process_backtest(lake: ParquetLake) -> None:
+    # When the backtest machine runs three windows of a monthly rolling-252-day walk-forward, 2015-2022
+    result, events = _run(REQUEST, "bt-small")
+    # Then it plans, runs every window, aggregates, and succeeds
+    assert result.status == "SUCCEEDED", result.cause
+    assert [f for e, f in events if e == "start"] == [
+        "plan_backtest",
+        *["run_backtest_window"] * 3,
+        "aggregate_backtest",
+    ]
+    plan, out = result.output["plan"], result.output["result"]
+    assert plan["symbols"] == SMALL and len(plan["windows"]) == 3
+    # 2015's first 252 trading days are history only: the first decision is the end of January 2016
+    assert plan["first_decision"] == "2016-01-29" and plan["last_decision"] == "2022-11-30"
+    assert plan["n_decisions"] == 83
+    # And the merged daily net returns equal one single-process run_backtest on the same inputs, exactly
+    returns = price_returns(lake, "bundled", SMALL, "1d").loc["2015-01-01":"2022-12-31"]
+    spec = resolve_backtest_spec(BacktestRequest(), SMALL)
+    single = run_backtest(
+        returns,
+        build_policy(spec, "spec"),
+        calendar_schedule(returns.index, "monthly", min_history=252),
+        window=EstimationWindow("rolling", 252),
+        costs=TransactionCosts(cost_bps=10.0),
+    )
+    merged = load_backtest(lake, [BacktestWindowOutput.model_validate(w) for w in result.output["windows"]])
+    assert merged.net_returns.index.equals(single.net_returns.index)
+    assert np.array_equal(merged.net_returns.to_numpy(), single.net_returns.to_numpy())
+    assert np.array_equal(merged.weights.to_numpy(), single.weights.to_numpy())
+    # And the stored result measures it against the index and the equal-weight universe
+    assert out["columns"] == ["default", "^GSPC", "equal_weight"]
+    assert out["n_days"] == len(single.net_returns) and out["n_decisions"] == 83
+    stored = lake.get_json(out["result_key"])
+    cagr = float(single.equity.iloc[-1] ** (252 / len(single.net_returns)) - 1)
+    assert out["headline"]["CAGR"] == pytest.approx(cagr, rel=1e-12)
+    assert stored["metrics"]["default"]["CAGR"] == pytest.approx(cagr, rel=1e-12)
+    spx = lake.read_bars("bundled", ["^GSPC"]).set_index("date")["adj_close"]
+    spx.index = pd.DatetimeIndex(spx.index)
+    first, last = single.net_returns.index[0], single.net_returns.index[-1]
+    before = spx.loc[: first - pd.Timedelta(days=1)].iloc[-1]
+    assert stored["equity"]["^GSPC"][last.date().isoformat()] == pytest.approx(spx.asof(last) / before, rel=1e-12)
+
+
+def test_an_invalid_spec_fails_the_plan_with_its_error_name(lake: ParquetLake) -> None:
+    # When the spec names an unknown optimization method
+    result, events = _run({**REQUEST, "spec": {"name": "bad", "method": "astrology"}}, "bt-bad-spec")
+    # Then the plan fails with SpecificationError and no window runs
+    assert result.status == "FAILED" and result.error == "SpecificationError", (result.error, result.cause)
+    assert [f for e, f in events if e == "start"] == ["plan_backtest"]
+
+
+def test_the_regime_aware_policy_runs_through_the_same_machine(lake: ParquetLake) -> None:
+    # When the regime-aware policy (an HMM on the index refitted yearly, point in time) runs over two windows
+    result, _ = _run({**REQUEST, "policy": "regime_aware", "n_windows": 2, "start": "2019-01-01"}, "bt-regime")
+    # Then it succeeds and the default spec it ran was regime-aware
+    assert result.status == "SUCCEEDED", result.cause
+    stored = ParquetLake(lake.uri).get_json(result.output["result"]["result_key"])
+    assert stored["request"]["policy"] == "regime_aware" and result.output["result"]["n_decisions"] == 35
