@@ -142,9 +142,12 @@ def regime_conditional_moments(
         else:
             mean, cov = pooled_mean, pooled_cov
         if own < 1.0:
-            logger.warning(
-                "sparse regime shrunk toward the pooled moments",
-                extra={"state": str(state), "effective_sample_size": n_eff, "own_weight": own},
+            # Expected with short windows (the result reports effective_sample_size and own_weight): not a warning.
+            logger.info(
+                "regime %s: effective sample %.1f, shrunk toward the pooled moments (own weight %.2f)",
+                state,
+                n_eff,
+                own,
             )
         result[state] = Moments(
             mu=pd.Series(mean * periods_per_year, index=returns.columns),
