@@ -1,13 +1,12 @@
 """Backtesting: a walk-forward engine whose windows fan out and merge exactly, performance metrics, attribution.
 
-Pure (no I/O). Names are imported on first use. The Step Functions backtest machine, its CLI and the HTML
-report are the next steps (issue 6 is open).
+Pure (no I/O); names are imported on first use. ``pipeline/backtest.py`` runs it from the backtest state
+machine, ``reports/backtest.py`` draws it.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from portfolio_engine._lazy import lazy_exports
 
 _EXPORTS = {
     "BacktestResult": "engine",
@@ -126,10 +125,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())

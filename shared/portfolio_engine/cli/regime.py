@@ -32,6 +32,12 @@ FeatureKeyOpt = Annotated[
     typer.Option(help="Feature set key (features/version=.../dataset=...); default: the latest."),
 ]
 SymbolOpt = Annotated[str, typer.Option(help="The series the model watches.")]
+StatesOpt = Annotated[Optional[str], typer.Option(help="Number of states, or bic / aic to choose among 2-4.")]
+CovarianceOpt = Annotated[Optional[str], typer.Option(help="full, diag, spherical or tied.")]
+FeaturesOpt = Annotated[Optional[str], typer.Option(help="Comma-separated feature columns for the HMM.")]
+ModelOpt = Annotated[Optional[str], typer.Option(help="hmm, or hybrid (HMM + ML ensemble).")]
+RestartsOpt = Annotated[Optional[int], typer.Option(help="EM restarts; the best likelihood is kept.")]
+SeedOpt = Annotated[Optional[int], typer.Option(help="Random seed of the restarts.")]
 
 
 def latest_feature_key(lake: Lake, symbol: str) -> str:
@@ -70,13 +76,13 @@ def fit(
     name: NameOpt = "market",
     symbol: SymbolOpt = "^GSPC",
     feature_key: FeatureKeyOpt = None,
-    states: Annotated[Optional[str], typer.Option(help="Number of states, or bic / aic to choose among 2-4.")] = None,
-    covariance: Annotated[Optional[str], typer.Option(help="full, diag, spherical or tied.")] = None,
-    features: Annotated[Optional[str], typer.Option(help="Comma-separated feature columns for the HMM.")] = None,
-    model: Annotated[Optional[str], typer.Option(help="hmm, or hybrid (HMM + ML ensemble).")] = None,
+    states: StatesOpt = None,
+    covariance: CovarianceOpt = None,
+    features: FeaturesOpt = None,
+    model: ModelOpt = None,
     mix: Annotated[Optional[int], typer.Option(help="Mixture components per state (GMM-HMM if > 1).")] = None,
-    restarts: Annotated[Optional[int], typer.Option(help="EM restarts; the best likelihood is kept.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed of the restarts.")] = None,
+    restarts: RestartsOpt = None,
+    seed: SeedOpt = None,
     data_dir: DataDirOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -296,12 +302,12 @@ def retrain(
     name: NameOpt = "market",
     symbol: SymbolOpt = "^GSPC",
     feature_key: FeatureKeyOpt = None,
-    states: Annotated[Optional[str], typer.Option(help="Number of states, or bic / aic to choose among 2-4.")] = None,
-    covariance: Annotated[Optional[str], typer.Option(help="full, diag, spherical or tied.")] = None,
-    features: Annotated[Optional[str], typer.Option(help="Comma-separated feature columns for the HMM.")] = None,
-    model: Annotated[Optional[str], typer.Option(help="hmm, or hybrid (HMM + ML ensemble).")] = None,
-    restarts: Annotated[Optional[int], typer.Option(help="EM restarts; the best likelihood is kept.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed of the restarts.")] = None,
+    states: StatesOpt = None,
+    covariance: CovarianceOpt = None,
+    features: FeaturesOpt = None,
+    model: ModelOpt = None,
+    restarts: RestartsOpt = None,
+    seed: SeedOpt = None,
     holdout_days: Annotated[Optional[int], typer.Option(help="Recent days both models are scored on.")] = None,
     min_train_days: Annotated[Optional[int], typer.Option(help="Fewest days before the holdout.")] = None,
     run_id: Annotated[Optional[str], typer.Option(help="Execution name (default: retrain-<UTC time>).")] = None,

@@ -6,8 +6,7 @@ light alert handler that needs only :class:`Alert` does not import scipy.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from portfolio_engine._lazy import lazy_exports
 
 _EXPORTS = {
     "Alert": "alerts",
@@ -144,10 +143,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())
