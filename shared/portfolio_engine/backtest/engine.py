@@ -85,7 +85,10 @@ def _check_returns(returns: object) -> pd.DataFrame:
             f"returns hold NaN or infinite values in {bad}.",
             hint="Drop the dates before every asset trades (dropna()) or restrict the universe.",
         )
-    return returns
+    # A fresh frame, laid out the same way whatever the caller's was (a view, a pickled copy, a Parquet
+    # read): reductions sum in layout order, and windows run in other processes must reproduce the single
+    # run bit for bit (benchmarks/bench_backtest.py checks it on a process pool).
+    return pd.DataFrame(np.ascontiguousarray(values), index=index, columns=returns.columns)
 
 
 def _risk_free(rate: float | pd.Series, index: pd.Index) -> np.ndarray:
