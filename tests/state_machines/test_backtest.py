@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from portfolio_engine.adapters.lake import ParquetLake
-from portfolio_engine.adapters.market_data.bundled import BundledSource
+from portfolio_engine.adapters.market_data.bundled import BundledSource, load_ff3_monthly, load_sectors
 from portfolio_engine.backtest import EstimationWindow, TransactionCosts, calendar_schedule, run_backtest
 from portfolio_engine.contracts.backtest import BacktestRequest, BacktestWindowOutput
 from portfolio_engine.local.runner import LocalStateMachineRunner
@@ -27,6 +27,8 @@ def lake(data_dir: Path) -> ParquetLake:
     lake = ParquetLake(str(data_dir / "lake"))
     bars = BundledSource().fetch([*SMALL, "^GSPC"], start=date(2013, 1, 1), end=date(2022, 12, 28))
     lake.write_bars(bars, "bundled", zone="curated")
+    lake.write_reference("ff3_monthly", load_ff3_monthly())
+    lake.write_reference("sectors", pd.DataFrame(sorted(load_sectors().items()), columns=["symbol", "sector"]))
     return lake
 
 
@@ -66,7 +68,7 @@ def test_a_monthly_walk_forward_fans_out_and_merges_into_the_single_process_back
     assert np.array_equal(merged.net_returns.to_numpy(), single.net_returns.to_numpy())
     assert np.array_equal(merged.weights.to_numpy(), single.weights.to_numpy())
     # And the stored result measures it against the index and the equal-weight universe
-    assert out["columns"] == ["default", "^GSPC", "equal_weight"]
+    assert out["columns"] == ["default", "^GSPC", "equal_weight", "min_variance"] and out["skipped"] == []
     assert out["n_days"] == len(single.net_returns) and out["n_decisions"] == 83
     stored = lake.get_json(out["result_key"])
     cagr = float(single.equity.iloc[-1] ** (252 / len(single.net_returns)) - 1)
@@ -77,6 +79,19 @@ def test_a_monthly_walk_forward_fans_out_and_merges_into_the_single_process_back
     first, last = single.net_returns.index[0], single.net_returns.index[-1]
     before = spx.loc[: first - pd.Timedelta(days=1)].iloc[-1]
     assert stored["equity"]["^GSPC"][last.date().isoformat()] == pytest.approx(spx.asof(last) / before, rel=1e-12)
+    # And the Fama-French attribution regresses the whole months Feb 2016 .. Nov 2018 (the factors' last month)
+    factor = stored["attribution"]["fama_french"]
+    assert factor["months"] == 34 and 0.0 < factor["r_squared"] <= 1.0
+    summary = factor["summary"]
+    parts = sum(summary[k]["contribution (annual)"] for k in ("Mkt-RF", "SMB", "HML", "alpha", "residual"))
+    assert parts == pytest.approx(summary["total"]["contribution (annual)"], abs=1e-12)
+    # whose total is 12 times the mean monthly excess return of the strategy's compounded net returns
+    net = single.net_returns.loc["2016-02-01":"2018-11-30"]
+    monthly = (1 + net).groupby(net.index.to_period("M")).prod() - 1
+    rf = load_ff3_monthly()["RF"]
+    rf.index = rf.index.to_period("M")
+    excess = monthly - rf.reindex(monthly.index)
+    assert summary["total"]["contribution (annual)"] == pytest.approx(12 * float(excess.mean()), rel=1e-9)
 
 
 def test_an_invalid_spec_fails_the_plan_with_its_error_name(lake: ParquetLake) -> None:
@@ -94,3 +109,9 @@ def test_the_regime_aware_policy_runs_through_the_same_machine(lake: ParquetLake
     assert result.status == "SUCCEEDED", result.cause
     stored = ParquetLake(lake.uri).get_json(result.output["result"]["result_key"])
     assert stored["request"]["policy"] == "regime_aware" and result.output["result"]["n_decisions"] == 35
+    # And the state chosen at each of the 35 decisions is stored, window by window and merged in the result
+    by_window = {d: s for w in result.output["windows"] for d, s in w["regimes"].items()}
+    assert stored["regimes"] == by_window and len(by_window) == 35
+    assert list(by_window) == stored["weights"]["dates"]
+    # 2013-2018 gives the HMM its 504 days before the 2019 anchor: every decision has a state
+    assert set(by_window.values()) <= {"calm", "turbulent"} and len(set(by_window.values())) >= 1

@@ -6,11 +6,12 @@ import json
 from datetime import date
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from portfolio_engine.adapters.lake import ParquetLake
-from portfolio_engine.adapters.market_data.bundled import BundledSource
+from portfolio_engine.adapters.market_data.bundled import BundledSource, load_sectors
 from portfolio_engine.cli import app
 
 runner = CliRunner()
@@ -23,6 +24,7 @@ def lake(data_dir: Path) -> ParquetLake:
     lake = ParquetLake(str(data_dir / "lake"))
     bars = BundledSource().fetch([*SMALL, "^GSPC"], start=date(2017, 1, 1), end=date(2022, 12, 28))
     lake.write_bars(bars, "bundled", zone="curated")
+    lake.write_reference("sectors", pd.DataFrame(sorted(load_sectors().items()), columns=["symbol", "sector"]))
     return lake
 
 
@@ -41,7 +43,7 @@ def test_backtest_json_reports_the_metrics_of_the_strategy_and_benchmarks(
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["strategy"] == "calm" and summary["n_windows"] == 2
-    assert summary["columns"] == ["calm", "^GSPC", "equal_weight"] and set(summary["metrics"]) == set(
+    assert summary["columns"] == ["calm", "^GSPC", "equal_weight", "min_variance"] and set(summary["metrics"]) == set(
         summary["columns"]
     )
     # 2018 has 251 trading days, all history: quarter ends from 2019-03-29 to 2022-09-30 (the data end in 2022-12-28)
@@ -50,6 +52,9 @@ def test_backtest_json_reports_the_metrics_of_the_strategy_and_benchmarks(
     assert stored["metrics"] == summary["metrics"] and stored["request"]["cost_bps"] == 5.0
     html = report.read_text()
     assert html.lstrip().lower().startswith("<!doctype html") and "data:image/png;base64," in html
+    # with the Brinson attribution by sector and the out-of-sample table; no ff3 table: Fama-French skipped, said so
+    assert "<h2>Attribution</h2>" in html and "Brinson-Fachler" in html and "Out-of-sample" in html
+    assert any("ff3_monthly" in reason for reason in summary["skipped"])
 
 
 def test_backtest_prints_the_table_and_a_bad_policy_exits_with_its_error(lake: ParquetLake, data_dir: Path) -> None:

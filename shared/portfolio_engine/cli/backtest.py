@@ -107,6 +107,7 @@ def backtest(
             "n_windows": len(output["windows"]),
             "columns": output["result"]["columns"],
             "metrics": stored["metrics"],
+            "skipped": stored.get("skipped", []),
         }
         if report is not None:
             report.write_text(_report_html(lake, output, stored))
@@ -136,6 +137,37 @@ def _metrics_table(summary: dict[str, Any]) -> Table:
     return table
 
 
+def report_inputs(stored: dict[str, Any], days: Any) -> dict[str, Any]:
+    """The report's ``regimes``, ``attribution`` and ``oos`` arguments from a stored ``result.json``.
+
+    ``regimes``: the states chosen at the decisions as a one-hot step frame over ``days`` (None without regimes);
+    ``attribution``: the Fama-French summary and the Brinson-Fachler linked totals by name (None without either);
+    ``oos``: the in-sample against out-of-sample summary (None when skipped).
+    """
+    import pandas as pd
+
+    from portfolio_engine.pipeline.backtest_analysis import regime_frame
+
+    chosen = stored.get("regimes") or {}
+    regimes = regime_frame(chosen, pd.DatetimeIndex(days)) if any(chosen.values()) else None
+    stored_attribution = stored.get("attribution") or {}
+    attribution: dict[str, Any] = {}
+    factor = stored_attribution.get("fama_french")
+    if factor:
+        name = f"Fama-French 3 factors (R2 {factor['r_squared']:.2f}, {factor['months']} months)"
+        attribution[name] = pd.DataFrame.from_dict(factor["summary"], orient="index").astype(float)
+    brinson = stored_attribution.get("brinson")
+    if brinson:
+        total = pd.Series(brinson["total"], dtype="float64", name="linked effect")
+        attribution[f"Brinson-Fachler by sector vs {brinson['benchmark']} (Carino-linked)"] = total
+    oos = stored.get("out_of_sample")
+    return {
+        "regimes": regimes,
+        "attribution": attribution or None,
+        "oos": pd.DataFrame.from_dict(oos, orient="index").astype(float) if oos else None,
+    }
+
+
 def _report_html(lake: Any, output: dict[str, Any], stored: dict[str, Any]) -> str:
     import pandas as pd
 
@@ -152,7 +184,5 @@ def _report_html(lake: Any, output: dict[str, Any], stored: dict[str, Any]) -> s
         net_returns=result.net_returns,
         weights=result.weights,
         metrics=pd.DataFrame(stored["metrics"])[output["result"]["columns"]].astype(float),
-        regimes=None,
-        attribution=None,
-        oos=None,
+        **report_inputs(stored, result.net_returns.index),
     )

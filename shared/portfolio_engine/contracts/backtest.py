@@ -90,6 +90,10 @@ class BacktestWindowOutput(_Contract):
     key: str = Field(description="Lake prefix of the window's daily.parquet and decisions.parquet.")
     n_days: int
     n_decisions: int
+    regimes: dict[str, str | None] = Field(
+        default_factory=dict,
+        description="Regime-aware policy only: the state chosen at each decision (ISO date; None before a model).",
+    )
 
 
 class AggregateBacktestInput(_Contract):
@@ -110,3 +114,4 @@ class AggregateBacktestOutput(_Contract):
     n_decisions: int
     columns: list[str] = Field(description="Columns of the metrics table: the strategy, then each benchmark.")
     headline: dict[str, float | None] = Field(description="The strategy's metrics (None where undefined).")
+    skipped: list[str] = Field(default_factory=list, description="Parts of the analysis skipped, with the reason.")

@@ -4,8 +4,10 @@ PlanBacktest resolves the spec and the universe, stores the universe's daily ret
 benchmarks' returns on the same dates, schedules the decisions and cuts them into consecutive windows
 (:func:`~portfolio_engine.backtest.windows.split_windows`). Each Map item runs its window alone
 (:func:`~portfolio_engine.backtest.engine.run_window`) and stores its daily marks and decisions; AggregateBacktest
-merges the windows in order (bit for bit the single-process backtest), runs the equal-weight universe through the
-same engine, and stores the metrics table against every benchmark with the equity curves and the weights.
+merges the windows in order (bit for bit the single-process backtest), runs the equal-weight and the long-only
+minimum-variance universe through the same engine, and stores the metrics table against every benchmark with the
+equity curves, the weights, the regimes chosen (regime-aware policy), the attribution (Fama-French, Brinson-Fachler
+against equal weight) and the out-of-sample analysis (:mod:`portfolio_engine.pipeline.backtest_analysis`).
 
 Lake layout: ``backtests/<run_id>/{config.json, returns.parquet, benchmarks.parquet, windows/<i>/daily.parquet,
 windows/<i>/decisions.parquet, result.json}``.
@@ -16,7 +18,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,12 +53,14 @@ from portfolio_engine.contracts.backtest import (
 )
 from portfolio_engine.exceptions import EmptyDataError, InfeasibleError, SpecificationError
 from portfolio_engine.optimization import PortfolioSpec
+from portfolio_engine.pipeline.backtest_analysis import attribution_json, clean_number, oos_json
 from portfolio_engine.pipeline.optimize import bundled_spec, fit_caps_to_universe, price_returns
 from portfolio_engine.ports import Lake
 
 logger = logging.getLogger(__name__)
 
 EQUAL_WEIGHT = "equal_weight"
+MIN_VARIANCE = "min_variance"
 _DAILY = ["gross_returns", "costs", "net_returns", "cash"]
 
 
@@ -90,6 +93,27 @@ class FallbackPolicy:
         except InfeasibleError as exc:
             logger.warning("backtest decision fell back", extra={"date": str(context.date), "reason": exc.message})
             return self.fallback(history, context)
+
+
+def min_variance_policy() -> Policy:
+    """The minimum-variance benchmark: long-only, fully invested, sample covariance of the estimation window."""
+    return SpecPolicy(
+        PortfolioSpec.from_dict(
+            {
+                "name": MIN_VARIANCE,
+                "method": "min_variance",
+                "estimators": {"mean": "historical", "covariance": "sample"},
+            }
+        )
+    )
+
+
+def chosen_regimes(policy: Policy, dates: pd.DatetimeIndex) -> dict[str, str | None]:
+    """The state a regime-aware policy (possibly behind a fallback) chose at each of ``dates`` (empty otherwise)."""
+    inner = policy.policy if isinstance(policy, FallbackPolicy) else policy
+    if not isinstance(inner, RegimeAwarePolicy):
+        return {}
+    return {d.date().isoformat(): inner.regimes.get(d) for d in dates}
 
 
 def _prefix(run_id: str) -> str:
@@ -348,13 +372,19 @@ def run_backtest_window(task: BacktestWindowTask, *, lake: Lake) -> BacktestWind
         if request.policy == "regime_aware"
         else None
     )
-    result = run_window(returns, build_policy(spec, request.policy, index), window, **_engine_args(request))
+    policy = build_policy(spec, request.policy, index)
+    result = run_window(returns, policy, window, **_engine_args(request))
     daily, decisions = result_frames(result)
     key = f"{_prefix(task.run_id)}/windows/{task.index}"
     lake.put_bytes(f"{key}/daily.parquet", _frame_bytes(daily))
     lake.put_bytes(f"{key}/decisions.parquet", _frame_bytes(decisions))
     return BacktestWindowOutput(
-        run_id=task.run_id, index=task.index, key=key, n_days=len(daily), n_decisions=len(decisions)
+        run_id=task.run_id,
+        index=task.index,
+        key=key,
+        n_days=len(daily),
+        n_decisions=len(decisions),
+        regimes=chosen_regimes(policy, result.decision_dates),
     )
 
 
@@ -370,17 +400,24 @@ def load_backtest(lake: Lake, windows: list[BacktestWindowOutput]) -> BacktestRe
     )
 
 
-def _clean(value: Any) -> float | None:
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
 def _series_json(series: pd.Series) -> dict[str, float | None]:
-    return {d.date().isoformat(): _clean(v) for d, v in zip(pd.DatetimeIndex(series.index), series, strict=True)}
+    return {d.date().isoformat(): clean_number(v) for d, v in zip(pd.DatetimeIndex(series.index), series, strict=True)}
+
+
+def _merged_regimes(windows: list[BacktestWindowOutput]) -> dict[str, str | None]:
+    merged: dict[str, str | None] = {}
+    for w in sorted(windows, key=lambda w: w.index):
+        merged.update(w.regimes)
+    return dict(sorted(merged.items()))
 
 
 def aggregate_backtest(task: AggregateBacktestInput, *, lake: Lake) -> AggregateBacktestOutput:
-    """Merge the windows, run the equal-weight benchmark and store the metrics table (``result.json``).
+    """Merge the windows, run the benchmarks, and store the metrics table and the analysis (``result.json``).
+
+    The benchmarks are the request's series, the equal-weight universe and the long-only minimum-variance
+    universe (:func:`min_variance_policy`), both run by the engine on the strategy's decision dates with its
+    estimation window and costs. Attribution and the out-of-sample analysis are skipped, with the reason stored
+    under ``skipped``, when their inputs are missing (see :mod:`portfolio_engine.pipeline.backtest_analysis`).
 
     Raises
     ------
@@ -388,14 +425,18 @@ def aggregate_backtest(task: AggregateBacktestInput, *, lake: Lake) -> Aggregate
         Overlapping or missing windows.
     DataError
         A benchmark that does not cover the backtest's dates.
+    InfeasibleError, SolverFailedError
+        From the minimum-variance benchmark's optimizer.
     """
     request, spec = _settings(lake, task.config_key)
     result = load_backtest(lake, task.windows)
     returns = load_returns(lake, task.returns_key)
     equal = run_backtest(returns, EqualWeightPolicy(), result.decision_dates, **_engine_args(request))
+    min_var = run_backtest(returns, min_variance_policy(), result.decision_dates, **_engine_args(request))
     days = result.net_returns.index
     benchmarks: dict[str, pd.Series] = {str(c): s.loc[days] for c, s in _read_frame(lake, task.benchmarks_key).items()}
     benchmarks[EQUAL_WEIGHT] = equal.net_returns.loc[days]
+    benchmarks[MIN_VARIANCE] = min_var.net_returns.loc[days]
     name = spec.name
     table = metrics_table(
         {name: result.net_returns},
@@ -404,6 +445,10 @@ def aggregate_backtest(task: AggregateBacktestInput, *, lake: Lake) -> Aggregate
         costs_by_name={name: result.costs.loc[result.decision_dates]},
     )
     equity = {name: result.equity, **{k: (1.0 + s).cumprod() for k, s in benchmarks.items()}}
+    attribution, skipped = attribution_json(lake, result, equal, returns)
+    oos, reason = oos_json(result, returns, _engine_args(request)["window"])
+    if oos is None:
+        skipped.append(reason)
     result_key = f"{_prefix(task.run_id)}/result.json"
     lake.put_json(
         result_key,
@@ -411,7 +456,7 @@ def aggregate_backtest(task: AggregateBacktestInput, *, lake: Lake) -> Aggregate
             "run_id": task.run_id,
             "strategy": name,
             "request": request.model_dump(mode="json"),
-            "metrics": {str(c): {str(m): _clean(v) for m, v in table[c].items()} for c in table.columns},
+            "metrics": {str(c): {str(m): clean_number(v) for m, v in table[c].items()} for c in table.columns},
             "equity": {k: _series_json(s) for k, s in equity.items()},
             "weights": {
                 "dates": [d.date().isoformat() for d in result.weights.index],
@@ -422,6 +467,10 @@ def aggregate_backtest(task: AggregateBacktestInput, *, lake: Lake) -> Aggregate
                 "turnover": _series_json(result.turnover),
             },
             "total_costs": result.total_costs,
+            "regimes": _merged_regimes(task.windows),
+            "attribution": attribution,
+            "out_of_sample": oos,
+            "skipped": skipped,
         },
     )
     return AggregateBacktestOutput(
@@ -433,5 +482,6 @@ def aggregate_backtest(task: AggregateBacktestInput, *, lake: Lake) -> Aggregate
         n_days=len(days),
         n_decisions=len(result.decision_dates),
         columns=[str(c) for c in table.columns],
-        headline={str(m): _clean(v) for m, v in table[name].items()},
+        headline={str(m): clean_number(v) for m, v in table[name].items()},
+        skipped=skipped,
     )

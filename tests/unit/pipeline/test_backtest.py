@@ -10,12 +10,22 @@ import pytest
 from pydantic import ValidationError
 
 from portfolio_engine.adapters.lake import ParquetLake
-from portfolio_engine.adapters.market_data.bundled import BundledSource
-from portfolio_engine.backtest import DecisionContext, SpecPolicy, calendar_schedule, split_windows
+from portfolio_engine.adapters.market_data.bundled import BundledSource, load_sectors
+from portfolio_engine.backtest import (
+    DecisionContext,
+    EstimationWindow,
+    SpecPolicy,
+    TransactionCosts,
+    calendar_schedule,
+    run_backtest,
+    split_windows,
+)
+from portfolio_engine.cli.backtest import report_inputs
 from portfolio_engine.contracts.backtest import AggregateBacktestInput, BacktestRequest, PlanBacktestInput
 from portfolio_engine.exceptions import SpecificationError
 from portfolio_engine.optimization import PortfolioSpec
 from portfolio_engine.pipeline.backtest import (
+    EqualWeightPolicy,
     FallbackPolicy,
     aggregate_backtest,
     build_policy,
@@ -24,7 +34,9 @@ from portfolio_engine.pipeline.backtest import (
     plan_backtest,
     run_backtest_window,
 )
+from portfolio_engine.pipeline.backtest_analysis import regime_frame
 from portfolio_engine.pipeline.optimize import price_returns
+from portfolio_engine.reports.backtest import backtest_figures_png, backtest_report_html
 
 STOCKS = ["JNJ", "KO", "PG"]
 MIN_VAR = {"name": "mv", "method": "min_variance", "estimators": {"mean": "historical", "covariance": "sample"}}
@@ -35,6 +47,8 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> ParquetLake:
     lake = ParquetLake(str(tmp_path_factory.mktemp("bt") / "lake"))
     bars = BundledSource().fetch([*STOCKS, "^GSPC"], start=date(2016, 1, 1), end=date(2022, 12, 28))
     lake.write_bars(bars, "bundled", zone="curated")
+    # Sectors for Brinson; no ff3_monthly table, so the Fama-French attribution is skipped
+    lake.write_reference("sectors", pd.DataFrame(sorted(load_sectors().items()), columns=["symbol", "sector"]))
     return lake
 
 
@@ -100,7 +114,7 @@ def test_windows_then_aggregate_store_the_strategy_and_an_equal_weight_benchmark
     # Then the windows tile the days once and the equal-weight equity matches a hand-written walk
     merged = load_backtest(lake, outputs)
     assert sum(o.n_days for o in outputs) == out.n_days == len(merged.net_returns)
-    assert out.columns == ["mv", "^GSPC", "equal_weight"] and out.n_decisions == plan.n_decisions
+    assert out.columns == ["mv", "^GSPC", "equal_weight", "min_variance"] and out.n_decisions == plan.n_decisions
     returns = load_returns(lake, plan.returns_key)
     by_hand = _equal_weight_by_hand(returns, merged.decision_dates, 20.0)
     stored = lake.get_json(out.result_key)
@@ -140,3 +154,103 @@ def test_an_infeasible_max_sharpe_decision_falls_back_to_minimum_variance(lake: 
     assert isinstance(policy, FallbackPolicy)
     expected = SpecPolicy(spec.model_copy(update={"method": "min_variance"}))(history.iloc[:-1], context)
     pd.testing.assert_series_equal(policy(history.iloc[:-1], context), expected)
+
+
+@pytest.fixture(scope="module")
+def aggregated(lake: ParquetLake) -> dict:
+    """A 4-window min-variance backtest run and aggregated once for the tests below."""
+    plan = plan_backtest(PlanBacktestInput(run_id="agg", request=_request()), lake=lake)
+    outputs = [run_backtest_window(w, lake=lake) for w in plan.windows]
+    task = AggregateBacktestInput(
+        run_id="agg",
+        config_key=plan.config_key,
+        returns_key=plan.returns_key,
+        benchmarks_key=plan.benchmarks_key,
+        windows=outputs,
+    )
+    out = aggregate_backtest(task, lake=lake)
+    returns = load_returns(lake, plan.returns_key)
+    merged = load_backtest(lake, outputs)
+    return {"out": out, "stored": lake.get_json(out.result_key), "returns": returns, "merged": merged}
+
+
+def test_the_minimum_variance_benchmark_is_a_single_process_run_of_the_same_policy(aggregated: dict) -> None:
+    # Given the aggregate's stored min_variance benchmark
+    stored, returns, merged = aggregated["stored"], aggregated["returns"], aggregated["merged"]
+    # When a long-only sample-covariance minimum-variance spec runs alone on the same window, costs and decisions
+    spec = PortfolioSpec.from_dict({**MIN_VAR, "name": "alone"})
+    alone = run_backtest(
+        returns,
+        SpecPolicy(spec),
+        merged.decision_dates,
+        window=EstimationWindow("rolling", 252),
+        costs=TransactionCosts(cost_bps=20.0),
+    )
+    # Then its equity is the stored benchmark's, and the same as the (min-variance) strategy's own
+    last = alone.equity.index[-1].date().isoformat()
+    assert stored["equity"]["min_variance"][last] == pytest.approx(float(alone.equity.iloc[-1]), rel=1e-10)
+    assert stored["metrics"]["min_variance"]["Sharpe"] == pytest.approx(stored["metrics"]["mv"]["Sharpe"], rel=1e-9)
+    assert stored["regimes"] == {} and aggregated["out"].columns[-1] == "min_variance"
+
+
+def test_brinson_effects_add_up_to_the_compounded_active_return_against_equal_weight(aggregated: dict) -> None:
+    stored, returns, merged = aggregated["stored"], aggregated["returns"], aggregated["merged"]
+    brinson = stored["attribution"]["brinson"]
+    # Given the equal-weight benchmark's own engine run on the same decisions (gross of costs)
+    equal = run_backtest(returns, EqualWeightPolicy(), merged.decision_dates, window=EstimationWindow("rolling", 252))
+    after = merged.gross_returns.index > merged.decision_dates[0]
+    active = float((1 + merged.gross_returns[after]).prod() - (1 + equal.gross_returns[after]).prod())
+    # Then the Carino-linked effects sum to the compounded gross active return, with a period per rebalance
+    effects = sum(brinson["total"][k] for k in ("allocation", "selection", "interaction"))
+    assert effects == pytest.approx(active, rel=1e-9, abs=1e-12)
+    assert brinson["total"]["total"] == pytest.approx(active, rel=1e-9, abs=1e-12)
+    assert len(brinson["by_period"]) == len(merged.decision_dates)
+    # and each period's active return is the compounded daily gross difference over its holding days
+    first, second = merged.decision_dates[0], merged.decision_dates[1]
+    held = (merged.gross_returns.index > first) & (merged.gross_returns.index <= second)
+    period = float((1 + merged.gross_returns[held]).prod() - (1 + equal.gross_returns[held]).prod())
+    assert brinson["by_period"][first.date().isoformat()]["active"] == pytest.approx(period, rel=1e-9)
+    # JNJ (health care), KO and PG (staples): two sectors; no ff3 table, so Fama-French is skipped and said so
+    assert set(brinson["linked"]) == {"Consumer Staples", "Health Care"}
+    assert "fama_french" not in stored["attribution"]
+    assert any("ff3_monthly" in reason for reason in stored["skipped"])
+    # every holding period (the last one to the end of the data) has two days or more
+    assert stored["out_of_sample"]["volatility"]["decisions"] == len(merged.decision_dates)
+
+
+def test_regime_frame_is_a_one_hot_step_series_of_the_states_chosen() -> None:
+    # Given states chosen at three decisions, the first before any model
+    days = pd.bdate_range("2020-01-01", "2020-01-10")
+    chosen = {"2020-01-02": None, "2020-01-06": "calm", "2020-01-08": "turbulent"}
+    # When it becomes a frame over the days
+    frame = regime_frame(chosen, days)
+    # Then each state holds from its decision to the next; days without a state are NaN
+    assert list(frame.columns) == ["calm", "turbulent"]
+    assert frame.loc[:"2020-01-03"].isna().all().all()
+    assert frame.loc["2020-01-06":"2020-01-07", "calm"].eq(1.0).all()
+    assert frame.loc["2020-01-08":, "turbulent"].eq(1.0).all() and frame.loc["2020-01-08":, "calm"].eq(0.0).all()
+
+
+def test_the_report_shows_the_attribution_and_shades_the_regimes(aggregated: dict) -> None:
+    # Given the stored result, with states at its decisions as a regime-aware run stores them
+    stored, merged = dict(aggregated["stored"]), aggregated["merged"]
+    states = ["calm" if k % 3 else "turbulent" for k in range(len(merged.decision_dates))]
+    stored["regimes"] = {d.date().isoformat(): s for d, s in zip(merged.decision_dates, states, strict=True)}
+    inputs = report_inputs(stored, merged.net_returns.index)
+    equity = pd.DataFrame({k: pd.Series(v) for k, v in stored["equity"].items()})
+    equity.index = pd.DatetimeIndex(equity.index)
+    # When the report is drawn
+    page = backtest_report_html(
+        title="t", equity=equity, net_returns=merged.net_returns, weights=merged.weights,
+        metrics=pd.DataFrame(stored["metrics"]).astype(float), **inputs,
+    )  # fmt: skip
+    # Then it has the regime, attribution and out-of-sample sections and the attribution chart
+    assert "<h2>Regimes</h2>" in page and "<h2>Attribution</h2>" in page and "alt='attribution'" in page
+    assert "Brinson-Fachler" in page and "<h2>Out-of-sample analysis</h2>" in page
+    assert inputs["regimes"].sum(axis=1).dropna().eq(1.0).all()
+    # and the shading changes the equity chart
+    figures = {
+        k: backtest_figures_png(equity=equity, net_returns=merged.net_returns, weights=merged.weights, regimes=r)
+        for k, r in (("shaded", inputs["regimes"]), ("plain", None))
+    }
+    assert figures["shaded"]["equity"] != figures["plain"]["equity"]
