@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from portfolio_engine.adapters.lake import ParquetLake
 from portfolio_engine.adapters.market_data.bundled import BundledSource, load_sectors
+from portfolio_engine.backtest.metrics import metrics_table
 from portfolio_engine.cli import app
 
 runner = CliRunner()
@@ -36,9 +37,10 @@ def test_backtest_json_reports_the_metrics_of_the_strategy_and_benchmarks(
     spec.write_text(MIN_VARIANCE)
     args = ["backtest", "--spec", str(spec), "--symbols", ",".join(SMALL), "--start", "2018-01-01"]
     args += ["--frequency", "quarterly", "--windows", "2", "--cost-bps", "5", "--run-id", "bt-cli"]
-    # When it runs with --json and --report
-    report = tmp_path / "out.html"
-    result = runner.invoke(app, [*args, "--json", "--report", str(report), "--data-dir", str(data_dir)])
+    # When it runs with --json, --report, --figures and a 2% risk-free rate
+    report, figures = tmp_path / "out.html", tmp_path / "figures"
+    args += ["--risk-free", "0.02", "--figures", str(figures), "--report", str(report)]
+    result = runner.invoke(app, [*args, "--json", "--data-dir", str(data_dir)])
     # Then the JSON names the strategy, its benchmarks and the windows, and the report is a self-contained page
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
@@ -55,6 +57,19 @@ def test_backtest_json_reports_the_metrics_of_the_strategy_and_benchmarks(
     # with the Brinson attribution by sector and the out-of-sample table; no ff3 table: Fama-French skipped, said so
     assert "<h2>Attribution</h2>" in html and "Brinson-Fachler" in html and "Out-of-sample" in html
     assert any("ff3_monthly" in reason for reason in summary["skipped"])
+    # and the walk-forward windows' figures follow as a second table, one row per window
+    assert "<h2>Walk-forward windows</h2>" in html and set(stored["windows"]) == {"0", "1"}
+    # and the figures folder holds one PNG per figure
+    names = {"equity", "drawdown", "rolling_sharpe", "weights", "attribution"}
+    assert {p.name for p in figures.iterdir()} == {f"{n}.png" for n in names}
+    assert sorted(summary["figures"]) == sorted(str(figures / f"{n}.png") for n in names)
+    assert all(p.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") for p in figures.iterdir())
+    # and the Sharpe ratio is in excess of 2% a year (the daily returns read back from the stored equity)
+    equity = pd.Series(stored["equity"]["calm"])
+    equity.index = pd.DatetimeIndex(equity.index)
+    net = equity / equity.shift(1, fill_value=1.0) - 1.0
+    expected = metrics_table({"calm": net}, risk_free=0.02)["calm"]["Sharpe"]
+    assert stored["request"]["risk_free"] == 0.02 and summary["metrics"]["calm"]["Sharpe"] == pytest.approx(expected)
 
 
 def test_backtest_prints_the_table_and_a_bad_policy_exits_with_its_error(lake: ParquetLake, data_dir: Path) -> None:
@@ -67,3 +82,6 @@ def test_backtest_prints_the_table_and_a_bad_policy_exits_with_its_error(lake: P
     bad = runner.invoke(app, [*base, "--policy", "astrology", "--json", "--data-dir", str(data_dir)])
     assert bad.exit_code == 1
     assert json.loads(bad.stdout)["error"] == "ConfigurationError" and "policy" in json.loads(bad.stdout)["message"]
+    # and so does a risk-free rate that is neither a decimal nor treasury_3m
+    bad = runner.invoke(app, [*base, "--risk-free", "libor", "--json", "--data-dir", str(data_dir)])
+    assert bad.exit_code == 1 and "risk_free" in json.loads(bad.stdout)["message"]

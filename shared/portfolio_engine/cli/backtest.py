@@ -49,7 +49,17 @@ def backtest(
     cost_bps: Annotated[float, typer.Option(help="Proportional transaction cost, basis points.")] = 10.0,
     windows: Annotated[int, typer.Option("--windows", help="Walk-forward windows run by the Map.")] = 8,
     policy: Annotated[str, typer.Option(help="spec or regime_aware.")] = "spec",
+    risk_free: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Annual risk-free rate of the cash and the Sharpe ratios: a decimal (0.02) or treasury_3m "
+            "(the lake's 3-month Treasury yields, forward-filled). Default 0."
+        ),
+    ] = None,
     report: Annotated[Optional[Path], typer.Option(help="Write a self-contained HTML report here.")] = None,
+    figures: Annotated[
+        Optional[Path], typer.Option(help="Write the report's figures here, one PNG each (created if missing).")
+    ] = None,
     run_id: Annotated[Optional[str], typer.Option(help="Execution name (default: backtest-<UTC time>).")] = None,
     data_dir: DataDirOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
@@ -84,6 +94,7 @@ def backtest(
             cost_bps=cost_bps,
             n_windows=windows,
             policy=policy,
+            risk_free=risk_free,
         )
         name = run_id or f"backtest-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
         with progress_bar() as progress, handler_output_to_stderr():
@@ -109,15 +120,21 @@ def backtest(
             "metrics": stored["metrics"],
             "skipped": stored.get("skipped", []),
         }
+        if report is not None or figures is not None:
+            inputs = _figure_inputs(lake, output, stored)
         if report is not None:
-            report.write_text(_report_html(lake, output, stored))
+            report.write_text(_report_html(inputs, output, stored))
             summary["report"] = str(report)
+        if figures is not None:
+            summary["figures"] = _write_figures(inputs, figures)
     if as_json:
         emit(summary, True)
     else:
         out.print(_metrics_table(summary))
         if report is not None:
             out.print(f"Report: {report}")
+        if figures is not None:
+            out.print(f"Figures: {', '.join(summary['figures'])}")
 
 
 def _metrics_table(summary: dict[str, Any]) -> Table:
@@ -168,21 +185,58 @@ def report_inputs(stored: dict[str, Any], days: Any) -> dict[str, Any]:
     }
 
 
-def _report_html(lake: Any, output: dict[str, Any], stored: dict[str, Any]) -> str:
+def window_table(stored: dict[str, Any]) -> Any:
+    """The stored per-window figures (``window_results``) as a table, one row per window (None without them)."""
+    from portfolio_engine.pipeline.backtest_analysis import windows_frame
+
+    windows = stored.get("windows")
+    return windows_frame(windows) if windows else None
+
+
+def _figure_inputs(lake: Any, output: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
+    """The arguments the figures and the report share: equity, net returns, weights, regimes, attribution."""
     import pandas as pd
 
     from portfolio_engine.contracts.backtest import BacktestWindowOutput
     from portfolio_engine.pipeline.backtest import load_backtest
-    from portfolio_engine.reports.backtest import backtest_report_html
 
     result = load_backtest(lake, [BacktestWindowOutput.model_validate(w) for w in output["windows"]])
     equity = pd.DataFrame({name: pd.Series(stored["equity"][name]) for name in output["result"]["columns"]})
     equity.index = pd.DatetimeIndex(equity.index)
-    return backtest_report_html(
-        title=f"Backtest {output['run_id']}: {stored['strategy']}",
-        equity=equity,
-        net_returns=result.net_returns,
-        weights=result.weights,
-        metrics=pd.DataFrame(stored["metrics"])[output["result"]["columns"]].astype(float),
+    return {
+        "title": f"Backtest {output['run_id']}: {stored['strategy']}",
+        "equity": equity,
+        "net_returns": result.net_returns,
+        "weights": result.weights,
         **report_inputs(stored, result.net_returns.index),
+    }
+
+
+def _write_figures(inputs: dict[str, Any], folder: Path) -> list[str]:
+    from portfolio_engine.exceptions import ConfigurationError
+    from portfolio_engine.reports.backtest import backtest_figures_png
+
+    pngs = backtest_figures_png(**{k: v for k, v in inputs.items() if k != "oos"})
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for key, png in pngs.items():
+            path = folder / f"{key}.png"
+            path.write_bytes(png)
+            paths.append(str(path))
+    except OSError as exc:
+        message = f"Cannot write the figures to {folder}: {exc}"
+        raise ConfigurationError(message, hint="Pass a writable folder.") from exc
+    return paths
+
+
+def _report_html(inputs: dict[str, Any], output: dict[str, Any], stored: dict[str, Any]) -> str:
+    import pandas as pd
+
+    from portfolio_engine.reports.backtest import backtest_report_html
+
+    return backtest_report_html(
+        metrics=pd.DataFrame(stored["metrics"])[output["result"]["columns"]].astype(float),
+        windows=window_table(stored),
+        **inputs,
     )

@@ -24,6 +24,9 @@ class BacktestRequest(_Contract):
     ``spe run``). ``spec`` None means the bundled default spec, with ``regime_aware`` off unless ``policy`` is
     ``regime_aware``. Decisions fall on the last trading day of each ``frequency`` period, once ``window_length``
     days of history exist; each sees the last ``window_length`` days (``rolling``) or all of them (``expanding``).
+    ``risk_free`` is the annual rate earned by the cash the engine holds and subtracted in the Sharpe-type
+    metrics: a constant (0.02 for 2%) or ``treasury_3m``, the lake's ``treasury_curve`` reference table's
+    ``3month`` yield, forward-filled onto the trading days (a quote holds until the next one).
     """
 
     source: SourceName = "bundled"
@@ -38,6 +41,10 @@ class BacktestRequest(_Contract):
     cost_bps: float = Field(default=10.0, ge=0.0, le=10_000.0, description="Proportional cost per unit traded.")
     n_windows: int = Field(default=8, ge=1, le=1000, description="Map items: consecutive blocks of decisions.")
     policy: BacktestPolicy = "spec"
+    risk_free: float | Literal["treasury_3m"] = Field(
+        default=0.0,
+        description="Annual risk-free rate (decimal, e.g. 0.02) or 'treasury_3m' (the lake's 3-month yields).",
+    )
     benchmarks: Symbols = Field(
         default_factory=lambda: ["^GSPC"], description="Buy-and-hold series from the lake (the index, user series)."
     )
@@ -46,6 +53,8 @@ class BacktestRequest(_Contract):
     def _consistent(self) -> BacktestRequest:
         if self.start and self.end and self.start > self.end:
             raise ValueError(f"start {self.start} is after end {self.end}")
+        if isinstance(self.risk_free, float) and not -1.0 < self.risk_free < 1.0:
+            raise ValueError(f"risk_free {self.risk_free} is not an annual rate in decimal (0.02 for 2%)")
         if self.symbols == []:
             raise ValueError("symbols is empty; omit it for every curated symbol but the benchmarks")
         overlap = sorted(set(self.symbols or []) & set(self.benchmarks))

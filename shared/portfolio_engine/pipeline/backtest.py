@@ -7,10 +7,14 @@ benchmarks' returns on the same dates, schedules the decisions and cuts them int
 merges the windows in order (bit for bit the single-process backtest), runs the equal-weight and the long-only
 minimum-variance universe through the same engine, and stores the metrics table against every benchmark with the
 equity curves, the weights, the regimes chosen (regime-aware policy), the attribution (Fama-French, Brinson-Fachler
-against equal weight) and the out-of-sample analysis (:mod:`portfolio_engine.pipeline.backtest_analysis`).
+against equal weight), the out-of-sample analysis and each window's figures
+(:mod:`portfolio_engine.pipeline.backtest_analysis`). The request's risk-free rate (a constant or the 3-month
+Treasury yield) pays the cash the engine holds, in the strategy and the engine-run benchmarks alike, and is the
+rate of the Sharpe-type metrics.
 
 Lake layout: ``backtests/<run_id>/{config.json, returns.parquet, benchmarks.parquet, windows/<i>/daily.parquet,
-windows/<i>/decisions.parquet, result.json}``.
+windows/<i>/decisions.parquet, result.json}``, with ``index.parquet`` (regime-aware policy) and
+``risk_free.parquet`` (annual yields on the returns' dates, ``treasury_3m`` only).
 """
 
 from __future__ import annotations
@@ -53,7 +57,14 @@ from portfolio_engine.contracts.backtest import (
 )
 from portfolio_engine.exceptions import EmptyDataError, InfeasibleError, SpecificationError
 from portfolio_engine.optimization import PortfolioSpec
-from portfolio_engine.pipeline.backtest_analysis import attribution_json, clean_number, oos_json
+from portfolio_engine.pipeline.backtest_analysis import (
+    attribution_json,
+    clean_number,
+    daily_risk_free,
+    oos_json,
+    risk_free_yields,
+    windows_json,
+)
 from portfolio_engine.pipeline.optimize import bundled_spec, fit_caps_to_universe, price_returns
 from portfolio_engine.ports import Lake
 
@@ -252,7 +263,7 @@ def plan_backtest(task: PlanBacktestInput, *, lake: Lake) -> PlanBacktestOutput:
     SpecificationError
         An invalid spec or policy, or too little history for one decision after the estimation window.
     EmptyDataError
-        No curated prices for a symbol or a benchmark.
+        No curated prices for a symbol or a benchmark; ``treasury_3m`` without yields for the backtest's days.
     """
     request, prefix = task.request, _prefix(task.run_id)
     user_spec = PortfolioSpec.from_dict(request.spec) if request.spec is not None else None
@@ -276,6 +287,7 @@ def plan_backtest(task: PlanBacktestInput, *, lake: Lake) -> PlanBacktestOutput:
             hint="Widen start/end or shorten window_length.",
         )
     benchmarks = _benchmark_returns(lake, request, pd.DatetimeIndex(returns.index))
+    risk_free = risk_free_yields(lake, request.risk_free, pd.DatetimeIndex(returns.index))
     config_key, returns_key, benchmarks_key = (
         f"{prefix}/config.json",
         f"{prefix}/returns.parquet",
@@ -285,6 +297,8 @@ def plan_backtest(task: PlanBacktestInput, *, lake: Lake) -> PlanBacktestOutput:
     lake.put_bytes(benchmarks_key, _frame_bytes(benchmarks))
     if index is not None:
         lake.put_bytes(f"{prefix}/index.parquet", _frame_bytes(index.to_frame("index")))
+    if isinstance(risk_free, pd.Series):  # stored once: every window and the aggregate use the same yields
+        lake.put_bytes(f"{prefix}/risk_free.parquet", _frame_bytes(risk_free.to_frame("annual")))
     lake.put_json(
         config_key,
         {
@@ -319,10 +333,18 @@ def _settings(lake: Lake, config_key: str) -> tuple[BacktestRequest, PortfolioSp
     return BacktestRequest.model_validate(config["request"]), PortfolioSpec.from_json(config["spec"])
 
 
-def _engine_args(request: BacktestRequest) -> dict[str, Any]:
+def annual_risk_free(lake: Lake, config_key: str, request: BacktestRequest) -> float | pd.Series:
+    """The backtest's annual risk-free rate: the request's constant, or the yields PlanBacktest stored."""
+    if isinstance(request.risk_free, str):
+        return _read_frame(lake, config_key.replace("config.json", "risk_free.parquet"))["annual"]
+    return float(request.risk_free)
+
+
+def _engine_args(request: BacktestRequest, risk_free: float | pd.Series) -> dict[str, Any]:
     return {
         "window": EstimationWindow(kind=request.window, length=request.window_length),
         "costs": TransactionCosts(cost_bps=request.cost_bps),
+        "risk_free_rate": daily_risk_free(risk_free),
     }
 
 
@@ -373,7 +395,8 @@ def run_backtest_window(task: BacktestWindowTask, *, lake: Lake) -> BacktestWind
         else None
     )
     policy = build_policy(spec, request.policy, index)
-    result = run_window(returns, policy, window, **_engine_args(request))
+    engine_args = _engine_args(request, annual_risk_free(lake, task.config_key, request))
+    result = run_window(returns, policy, window, **engine_args)
     daily, decisions = result_frames(result)
     key = f"{_prefix(task.run_id)}/windows/{task.index}"
     lake.put_bytes(f"{key}/daily.parquet", _frame_bytes(daily))
@@ -388,16 +411,17 @@ def run_backtest_window(task: BacktestWindowTask, *, lake: Lake) -> BacktestWind
     )
 
 
+def load_windows(lake: Lake, windows: list[BacktestWindowOutput]) -> list[BacktestResult]:
+    """Each stored window's own result, in window order."""
+    return [
+        result_from_frames(_read_frame(lake, f"{w.key}/daily.parquet"), _read_frame(lake, f"{w.key}/decisions.parquet"))
+        for w in sorted(windows, key=lambda w: w.index)
+    ]
+
+
 def load_backtest(lake: Lake, windows: list[BacktestWindowOutput]) -> BacktestResult:
     """Merge the stored windows, in order, into the whole backtest's result."""
-    return merge_results(
-        [
-            result_from_frames(
-                _read_frame(lake, f"{w.key}/daily.parquet"), _read_frame(lake, f"{w.key}/decisions.parquet")
-            )
-            for w in sorted(windows, key=lambda w: w.index)
-        ]
-    )
+    return merge_results(load_windows(lake, windows))
 
 
 def _series_json(series: pd.Series) -> dict[str, float | None]:
@@ -416,8 +440,10 @@ def aggregate_backtest(task: AggregateBacktestInput, *, lake: Lake) -> Aggregate
 
     The benchmarks are the request's series, the equal-weight universe and the long-only minimum-variance
     universe (:func:`min_variance_policy`), both run by the engine on the strategy's decision dates with its
-    estimation window and costs. Attribution and the out-of-sample analysis are skipped, with the reason stored
-    under ``skipped``, when their inputs are missing (see :mod:`portfolio_engine.pipeline.backtest_analysis`).
+    estimation window, costs and risk-free rate (also the metrics'). ``windows`` holds each walk-forward
+    window's figures (:func:`~portfolio_engine.backtest.analysis.window_results`). Attribution and the
+    out-of-sample analysis are skipped, with the reason stored under ``skipped``, when their inputs are missing
+    (see :mod:`portfolio_engine.pipeline.backtest_analysis`).
 
     Raises
     ------
@@ -429,10 +455,13 @@ def aggregate_backtest(task: AggregateBacktestInput, *, lake: Lake) -> Aggregate
         From the minimum-variance benchmark's optimizer.
     """
     request, spec = _settings(lake, task.config_key)
-    result = load_backtest(lake, task.windows)
+    parts = load_windows(lake, task.windows)
+    result = merge_results(parts)
     returns = load_returns(lake, task.returns_key)
-    equal = run_backtest(returns, EqualWeightPolicy(), result.decision_dates, **_engine_args(request))
-    min_var = run_backtest(returns, min_variance_policy(), result.decision_dates, **_engine_args(request))
+    risk_free = annual_risk_free(lake, task.config_key, request)
+    engine_args = _engine_args(request, risk_free)
+    equal = run_backtest(returns, EqualWeightPolicy(), result.decision_dates, **engine_args)
+    min_var = run_backtest(returns, min_variance_policy(), result.decision_dates, **engine_args)
     days = result.net_returns.index
     benchmarks: dict[str, pd.Series] = {str(c): s.loc[days] for c, s in _read_frame(lake, task.benchmarks_key).items()}
     benchmarks[EQUAL_WEIGHT] = equal.net_returns.loc[days]
@@ -441,12 +470,13 @@ def aggregate_backtest(task: AggregateBacktestInput, *, lake: Lake) -> Aggregate
     table = metrics_table(
         {name: result.net_returns},
         benchmark=benchmarks,
+        risk_free=risk_free,
         trades_by_name={name: result.weights - result.pre_trade_weights},
         costs_by_name={name: result.costs.loc[result.decision_dates]},
     )
     equity = {name: result.equity, **{k: (1.0 + s).cumprod() for k, s in benchmarks.items()}}
     attribution, skipped = attribution_json(lake, result, equal, returns)
-    oos, reason = oos_json(result, returns, _engine_args(request)["window"])
+    oos, reason = oos_json(result, returns, engine_args["window"])
     if oos is None:
         skipped.append(reason)
     result_key = f"{_prefix(task.run_id)}/result.json"
@@ -470,6 +500,7 @@ def aggregate_backtest(task: AggregateBacktestInput, *, lake: Lake) -> Aggregate
             "regimes": _merged_regimes(task.windows),
             "attribution": attribution,
             "out_of_sample": oos,
+            "windows": windows_json(parts, [str(w.index) for w in sorted(task.windows, key=lambda w: w.index)]),
             "skipped": skipped,
         },
     )

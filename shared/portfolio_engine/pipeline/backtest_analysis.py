@@ -4,7 +4,10 @@
 * Fama-French attribution of the strategy's net daily returns on the lake's ``ff3_monthly`` table;
 * Brinson-Fachler by sector (the lake's ``sectors`` table) against the equal-weight benchmark, one period per
   rebalance (from a decision's close to the next decision's close), linked by Carino;
-* in-sample promises against the realised holding periods (:func:`in_vs_out_of_sample`).
+* in-sample promises against the realised holding periods (:func:`in_vs_out_of_sample`);
+* one row of figures per walk-forward window (:func:`window_results`, :func:`windows_json`).
+
+The risk-free rate of a request is resolved here too (:func:`risk_free_yields`, :func:`daily_risk_free`).
 
 Each piece that cannot be computed (no reference table, too few months) is skipped with its reason, which is
 logged and stored; the rest of the result stands.
@@ -20,11 +23,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from portfolio_engine.backtest.analysis import in_vs_out_of_sample
+from portfolio_engine.backtest.analysis import in_vs_out_of_sample, window_results
 from portfolio_engine.backtest.attribution import brinson_fachler, fama_french_attribution, sector_weights_and_returns
 from portfolio_engine.backtest.engine import BacktestResult
 from portfolio_engine.backtest.windows import EstimationWindow
-from portfolio_engine.exceptions import DataError, LakeError, OptimizationError
+from portfolio_engine.exceptions import DataError, EmptyDataError, LakeError, OptimizationError
 from portfolio_engine.pipeline.risk_checks import sector_map
 from portfolio_engine.ports import Lake
 
@@ -32,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 CASH = "cash"
 OTHER = "Other"
+TREASURY_TABLE = "treasury_curve"
+TREASURY_3M = "3month"
+TRADING_DAYS = 252
 
 
 def clean_number(value: Any) -> float | None:
@@ -217,3 +223,80 @@ def oos_json(
         reason = f"out-of-sample analysis skipped: {exc.message}"
         logger.info("backtest out-of-sample analysis skipped", extra={"reason": reason})
         return None, reason
+
+
+def risk_free_yields(lake: Lake, risk_free: float | str, calendar: pd.DatetimeIndex) -> float | pd.Series:
+    """A request's annual risk-free rate: the constant itself, or the 3-month Treasury yield on ``calendar``.
+
+    Parameters
+    ----------
+    lake : Lake
+        Holds the ``treasury_curve`` reference table (column ``3month``, annual yields in decimal, by date).
+    risk_free : float or "treasury_3m"
+    calendar : DatetimeIndex of shape (n_days,)
+        The backtest's trading days.
+
+    Returns
+    -------
+    float or Series of shape (n_days,)
+        The constant, or the yields forward-filled onto ``calendar`` (a quote holds until the next one, so
+        holidays, gaps and days after the table ends take the last yield published).
+
+    Raises
+    ------
+    EmptyDataError
+        No ``treasury_curve`` table, no ``3month`` column, or no yield on or before the first day.
+    """
+    if not isinstance(risk_free, str):
+        return float(risk_free)
+    try:
+        table = lake.read_reference(TREASURY_TABLE)
+    except LakeError as exc:
+        raise EmptyDataError(
+            f"risk_free 'treasury_3m' needs the {TREASURY_TABLE} reference table; none in the lake ({exc.message}).",
+            hint="Run `spe run` (it stores the reference tables) or pass a constant rate, e.g. 0.02.",
+        ) from exc
+    if "date" in table.columns:
+        table = table.set_index("date")
+    if TREASURY_3M not in table.columns:
+        raise EmptyDataError(
+            f"The {TREASURY_TABLE} table has no {TREASURY_3M!r} column; got {list(table.columns)}.",
+            hint="Store load_treasury_curve() as the table, or pass a constant rate.",
+        )
+    quotes = table[TREASURY_3M].astype("float64").dropna()
+    quotes.index = pd.DatetimeIndex(quotes.index)
+    quotes = quotes.sort_index()
+    yields = quotes.reindex(quotes.index.union(calendar)).ffill().reindex(calendar)
+    if yields.isna().any():
+        raise EmptyDataError(
+            f"No 3-month Treasury yield on or before {yields.index[yields.isna()][0].date()} (the table starts "
+            f"{quotes.index[0].date() if len(quotes) else 'nowhere'}).",
+            hint="Start the backtest later, or pass a constant rate.",
+        )
+    return yields.rename("risk_free")
+
+
+def daily_risk_free(annual: float | pd.Series) -> float | pd.Series:
+    """Annual rates as daily ones for the engine's cash: ``(1 + y) ** (1 / 252) - 1``."""
+    return (1.0 + annual) ** (1.0 / TRADING_DAYS) - 1.0
+
+
+def windows_json(results: list[BacktestResult], names: list[str]) -> dict[str, dict[str, Any]]:
+    """:func:`window_results` as JSON: ``{window: {figure: value}}``, dates as ISO days, NaN as None."""
+    frame = window_results(results, names=names)
+    out: dict[str, dict[str, Any]] = {}
+    for name, row in frame.iterrows():
+        out[str(name)] = {
+            "start": pd.Timestamp(row["start"]).date().isoformat(),
+            "end": pd.Timestamp(row["end"]).date().isoformat(),
+            "days": int(row["days"]),
+            **{str(k): clean_number(v) for k, v in row.drop(["start", "end", "days"]).items()},
+        }
+    return out
+
+
+def windows_frame(stored: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """:func:`windows_json` read back as a table, one row per window (None as NaN)."""
+    frame = pd.DataFrame.from_dict(dict(stored), orient="index").rename_axis("window")
+    numbers = [c for c in frame.columns if c not in ("start", "end")]
+    return frame.astype(dict.fromkeys(numbers, "float64")).astype({"days": "int64"})

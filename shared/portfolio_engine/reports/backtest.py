@@ -260,6 +260,7 @@ def backtest_report_html(
     regimes: pd.DataFrame | None,
     attribution: dict | None,
     oos: pd.DataFrame | None,
+    windows: pd.DataFrame | None = None,
 ) -> str:
     """A self-contained HTML page: the figures of :func:`backtest_figures_png` (embedded PNGs) and the tables.
 
@@ -278,7 +279,9 @@ def backtest_report_html(
     attribution : dict of str to DataFrame or Series, or None
         ``FactorAttribution.summary()`` / ``BrinsonAttribution.total()`` outputs by name: a chart and a table each.
     oos : DataFrame or None
-        An out-of-sample table (e.g. ``InOutOfSample.summary()`` or ``window_results(...)``).
+        An out-of-sample table (e.g. ``InOutOfSample.summary()``).
+    windows : DataFrame or None
+        Per-window results of the walk-forward (``window_results(...)``).
 
     Returns
     -------
@@ -332,5 +335,7 @@ def backtest_report_html(
             parts += [f"<h3>{html.escape(str(name))}</h3>", _table(value, "attribution")]
     if oos is not None:
         parts += ["<h2>Out-of-sample analysis</h2>", _table(oos, "oos")]
+    if windows is not None:
+        parts += ["<h2>Walk-forward windows</h2>", _table(windows, "windows")]
     parts.append("</body></html>")
     return "".join(parts)

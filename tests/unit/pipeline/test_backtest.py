@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,9 +21,10 @@ from portfolio_engine.backtest import (
     run_backtest,
     split_windows,
 )
+from portfolio_engine.backtest.metrics import metrics_table
 from portfolio_engine.cli.backtest import report_inputs
 from portfolio_engine.contracts.backtest import AggregateBacktestInput, BacktestRequest, PlanBacktestInput
-from portfolio_engine.exceptions import SpecificationError
+from portfolio_engine.exceptions import EmptyDataError, SpecificationError
 from portfolio_engine.optimization import PortfolioSpec
 from portfolio_engine.pipeline.backtest import (
     EqualWeightPolicy,
@@ -34,7 +36,7 @@ from portfolio_engine.pipeline.backtest import (
     plan_backtest,
     run_backtest_window,
 )
-from portfolio_engine.pipeline.backtest_analysis import regime_frame
+from portfolio_engine.pipeline.backtest_analysis import daily_risk_free, regime_frame
 from portfolio_engine.pipeline.optimize import price_returns
 from portfolio_engine.reports.backtest import backtest_figures_png, backtest_report_html
 
@@ -254,3 +256,96 @@ def test_the_report_shows_the_attribution_and_shades_the_regimes(aggregated: dic
         for k, r in (("shaded", inputs["regimes"]), ("plain", None))
     }
     assert figures["shaded"]["equity"] != figures["plain"]["equity"]
+
+
+def _run(lake: ParquetLake, run_id: str, request: BacktestRequest) -> tuple[dict, object]:
+    plan = plan_backtest(PlanBacktestInput(run_id=run_id, request=request), lake=lake)
+    outputs = [run_backtest_window(w, lake=lake) for w in plan.windows]
+    out = aggregate_backtest(
+        AggregateBacktestInput(
+            run_id=run_id,
+            config_key=plan.config_key,
+            returns_key=plan.returns_key,
+            benchmarks_key=plan.benchmarks_key,
+            windows=outputs,
+        ),
+        lake=lake,
+    )
+    return lake.get_json(out.result_key), load_backtest(lake, outputs)
+
+
+def test_a_constant_risk_free_rate_is_the_sharpe_ratios_rate(lake: ParquetLake, aggregated: dict) -> None:
+    # Given a backtest with a 3% annual risk-free rate
+    stored, merged = _run(lake, "rf1", _request(risk_free=0.03, n_windows=2))
+    # Then the strategy's Sharpe is mean / std of the excess over (1.03)^(1/252) - 1 a day, times sqrt(252)
+    excess = merged.net_returns.to_numpy() - (1.03 ** (1 / 252) - 1)
+    closed_form = excess.mean() / excess.std(ddof=1) * np.sqrt(252)
+    assert stored["metrics"]["mv"]["Sharpe"] == pytest.approx(closed_form, rel=1e-10)
+    by_table = metrics_table({"mv": merged.net_returns}, risk_free=0.03)["mv"]["Sharpe"]
+    assert stored["metrics"]["mv"]["Sharpe"] == pytest.approx(by_table, rel=1e-12)
+    # and it is lower than the zero-rate run's (same returns: the portfolio holds no cash)
+    assert stored["metrics"]["mv"]["Sharpe"] < aggregated["stored"]["metrics"]["mv"]["Sharpe"] - 0.05
+    assert stored["request"]["risk_free"] == 0.03
+    assert daily_risk_free(0.03) == pytest.approx(1.03 ** (1 / 252) - 1, rel=1e-15)
+
+
+def _weekly_yields(start: str) -> pd.DataFrame:
+    """A synthetic treasury_curve table: Friday quotes, the 3-month yield rising from 0.5% to 4.5%."""
+    dates = pd.date_range(start, "2022-12-30", freq="W-FRI", name="date")
+    three = np.linspace(0.005, 0.045, len(dates))
+    return pd.DataFrame({"1month": three - 0.001, "3month": three, "10year": three + 0.01}, index=dates)
+
+
+def test_treasury_3m_uses_the_lakes_3_month_yields_forward_filled(lake: ParquetLake) -> None:
+    # Given a lake whose treasury_curve table quotes the 3-month yield every Friday
+    quotes = _weekly_yields("2016-01-01")
+    lake.write_reference("treasury_curve", quotes)
+    # When the backtest's risk-free rate is treasury_3m
+    stored, merged = _run(lake, "rf2", _request(risk_free="treasury_3m", n_windows=2))
+    # Then its Sharpe is metrics_table's on the raw weekly quotes (its own forward fill)
+    by_table = metrics_table({"mv": merged.net_returns}, risk_free=quotes["3month"])["mv"]["Sharpe"]
+    assert stored["metrics"]["mv"]["Sharpe"] == pytest.approx(by_table, rel=1e-10)
+    # which differs from the constant rate at the yields' mean
+    constant = metrics_table({"mv": merged.net_returns}, risk_free=float(quotes["3month"].mean()))["mv"]["Sharpe"]
+    assert abs(by_table - constant) > 1e-3
+    # and the stored daily yields are the last Friday's quote on each day
+    stored_yields = load_returns(lake, "backtests/rf2/risk_free.parquet")["annual"]
+    day = pd.Timestamp("2019-07-03")  # a Wednesday: the quote of Friday 2019-06-28
+    assert stored_yields.loc[day] == quotes.loc["2019-06-28", "3month"]
+
+
+def test_treasury_3m_without_yields_for_the_first_days_fails_at_the_plan(tmp_path: Path) -> None:
+    # Given a lake whose yields start after the backtest's first day, and one without the table
+    lake = ParquetLake(str(tmp_path))
+    bars = BundledSource().fetch([*STOCKS, "^GSPC"], start=date(2016, 1, 1), end=date(2019, 12, 31))
+    lake.write_bars(bars, "bundled", zone="curated")
+    request = _request(risk_free="treasury_3m")
+    # Then the plan fails, naming the missing table, then the first day without a yield
+    with pytest.raises(EmptyDataError, match="treasury_curve"):
+        plan_backtest(PlanBacktestInput(run_id="rf3", request=request), lake=lake)
+    lake.write_reference("treasury_curve", _weekly_yields("2018-01-01"))
+    with pytest.raises(EmptyDataError, match="No 3-month Treasury yield on or before 2017-01-03"):
+        plan_backtest(PlanBacktestInput(run_id="rf4", request=request), lake=lake)
+    # and the contract refuses a percentage and an unknown series
+    with pytest.raises(ValidationError, match="annual rate in decimal"):
+        BacktestRequest(risk_free=3.0)
+    with pytest.raises(ValidationError):
+        BacktestRequest(risk_free="libor")
+
+
+def test_the_result_stores_each_windows_figures(aggregated: dict) -> None:
+    # Given the 4-window run's stored per-window figures
+    stored, merged = aggregated["stored"], aggregated["merged"]
+    windows = stored["windows"]
+    # Then there is a row per window, tiling the days in order
+    assert list(windows) == ["0", "1", "2", "3"]
+    assert sum(w["days"] for w in windows.values()) == len(merged.net_returns)
+    assert windows["0"]["start"] == merged.net_returns.index[0].date().isoformat()
+    assert windows["3"]["end"] == merged.net_returns.index[-1].date().isoformat()
+    # and each window's total return compounds the merged net returns over its days; costs and turnover add up
+    for w in windows.values():
+        days = merged.net_returns.loc[w["start"] : w["end"]]
+        assert len(days) == w["days"]
+        assert w["total return"] == pytest.approx(float((1 + days).prod() - 1), rel=1e-10)
+    assert sum(w["costs"] for w in windows.values()) == pytest.approx(merged.total_costs, rel=1e-10)
+    assert sum(w["turnover"] for w in windows.values()) == pytest.approx(float(merged.turnover.sum()), rel=1e-10)
