@@ -173,6 +173,10 @@ def report_inputs(stored: dict[str, Any], days: Any) -> dict[str, Any]:
     if factor:
         name = f"Fama-French 3 factors (R2 {factor['r_squared']:.2f}, {factor['months']} months)"
         attribution[name] = pd.DataFrame.from_dict(factor["summary"], orient="index").astype(float)
+    etf = stored_attribution.get("etf_factors")
+    if etf:
+        name = f"Factor ETFs, daily (R2 {etf['r_squared']:.2f}, {etf['days']} days)"
+        attribution[name] = pd.DataFrame.from_dict(etf["summary"], orient="index").astype(float)
     brinson = stored_attribution.get("brinson")
     if brinson:
         total = pd.Series(brinson["total"], dtype="float64", name="linked effect")

@@ -48,6 +48,10 @@ class BacktestRequest(_Contract):
     benchmarks: Symbols = Field(
         default_factory=lambda: ["^GSPC"], description="Buy-and-hold series from the lake (the index, user series)."
     )
+    factor_etfs: list[str] = Field(
+        default_factory=lambda: ["MTUM", "QUAL", "SIZE", "USMV", "VLUE"],
+        description="Factor ETFs for the daily factor attribution (used when their prices are in the lake).",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> BacktestRequest:

@@ -214,7 +214,7 @@ def _universe(task: PlanBacktestInput, lake: Lake, spec_universe: list[str] | No
     if spec_universe:
         return list(spec_universe)
     held = [c.symbol for c in lake.inventory(request.source, interval=request.interval)]
-    universe = sorted(s for s in held if s not in request.benchmarks)
+    universe = sorted(s for s in held if s not in request.benchmarks and s not in request.factor_etfs)
     if not universe:
         raise EmptyDataError(
             f"No curated prices from '{request.source}' in {lake.uri}.",
@@ -475,7 +475,7 @@ def aggregate_backtest(task: AggregateBacktestInput, *, lake: Lake) -> Aggregate
         costs_by_name={name: result.costs.loc[result.decision_dates]},
     )
     equity = {name: result.equity, **{k: (1.0 + s).cumprod() for k, s in benchmarks.items()}}
-    attribution, skipped = attribution_json(lake, result, equal, returns)
+    attribution, skipped = attribution_json(lake, result, equal, returns, request=request)
     oos, reason = oos_json(result, returns, engine_args["window"])
     if oos is None:
         skipped.append(reason)

@@ -24,9 +24,15 @@ import numpy as np
 import pandas as pd
 
 from portfolio_engine.backtest.analysis import in_vs_out_of_sample, window_results
-from portfolio_engine.backtest.attribution import brinson_fachler, fama_french_attribution, sector_weights_and_returns
+from portfolio_engine.backtest.attribution import (
+    brinson_fachler,
+    factor_attribution,
+    fama_french_attribution,
+    sector_weights_and_returns,
+)
 from portfolio_engine.backtest.engine import BacktestResult
 from portfolio_engine.backtest.windows import EstimationWindow
+from portfolio_engine.contracts.backtest import BacktestRequest
 from portfolio_engine.exceptions import DataError, EmptyDataError, LakeError, OptimizationError
 from portfolio_engine.pipeline.risk_checks import sector_map
 from portfolio_engine.ports import Lake
@@ -182,15 +188,48 @@ def brinson_by_sector(
     return brinson_fachler(wp, rp.reindex(columns=columns), wb, rb.reindex(columns=columns))
 
 
+def etf_factors(lake: Lake, request: BacktestRequest, net_returns: pd.Series) -> tuple[dict[str, Any] | None, str]:
+    """The strategy's daily attribution on the factor ETFs' returns as JSON, or None and the reason it is skipped."""
+    etfs = list(request.factor_etfs)
+    if not etfs:
+        return None, "ETF factor attribution skipped: no factor ETFs requested"
+    try:
+        bars = lake.read_bars(request.source, etfs, zone="curated", interval=request.interval)
+        prices = bars.pivot(index="date", columns="symbol", values="adj_close").sort_index()
+    except EmptyDataError:
+        prices = pd.DataFrame()
+    missing = [e for e in etfs if e not in prices.columns]
+    if missing:
+        return None, (
+            f"ETF factor attribution skipped: no curated prices for {missing} "
+            f"(ingest them: `spe data ingest --benchmarks ^GSPC,{','.join(etfs)}`)"
+        )
+    factors = prices[etfs].pct_change(fill_method=None).iloc[1:]
+    try:
+        attribution = factor_attribution(net_returns, factors)
+    except DataError as exc:  # too few days in common, or collinear factors
+        return None, f"ETF factor attribution skipped: {exc.message}"
+    return {
+        "summary": table_json(attribution.summary()),
+        "r_squared": clean_number(attribution.r_squared),
+        "days": attribution.n_observations,
+    }, ""
+
+
 def attribution_json(
-    lake: Lake, result: BacktestResult, equal: BacktestResult, returns: pd.DataFrame
+    lake: Lake, result: BacktestResult, equal: BacktestResult, returns: pd.DataFrame, *, request: BacktestRequest
 ) -> tuple[dict[str, Any], list[str]]:
-    """Fama-French and Brinson-Fachler results as JSON, and the reasons for the parts skipped (each logged)."""
+    """Factor (Fama-French, ETFs) and Brinson-Fachler results as JSON, and the reasons for the parts skipped."""
     out: dict[str, Any] = {}
     skipped: list[str] = []
     factor, reason = fama_french(lake, result.net_returns, pd.DatetimeIndex(returns.index))
     if factor is not None:
         out["fama_french"] = factor
+    else:
+        skipped.append(reason)
+    etf, reason = etf_factors(lake, request, result.net_returns)
+    if etf is not None:
+        out["etf_factors"] = etf
     else:
         skipped.append(reason)
     sectors = sector_map(lake, [str(a) for a in returns.columns])

@@ -349,3 +349,23 @@ def test_the_result_stores_each_windows_figures(aggregated: dict) -> None:
         assert w["total return"] == pytest.approx(float((1 + days).prod() - 1), rel=1e-10)
     assert sum(w["costs"] for w in windows.values()) == pytest.approx(merged.total_costs, rel=1e-10)
     assert sum(w["turnover"] for w in windows.values()) == pytest.approx(float(merged.turnover.sum()), rel=1e-10)
+
+
+def test_factor_etfs_in_the_lake_give_a_daily_factor_attribution_that_adds_up(tmp_path: Path) -> None:
+    # Given stocks, the index and the five factor ETFs curated in the lake (the ETFs stay out of the universe)
+    lake = ParquetLake(str(tmp_path))
+    etfs = ["MTUM", "QUAL", "SIZE", "USMV", "VLUE"]
+    bars = BundledSource().fetch([*STOCKS, "^GSPC", *etfs], start=date(2016, 1, 1), end=date(2019, 12, 31))
+    lake.write_bars(bars, "bundled", zone="curated")
+    stored, result = _run(lake, "etf1", _request(symbols=None, spec={**MIN_VAR, "universe": None}))
+    # Then the universe is the stocks only, and the ETF attribution's parts add up to the mean excess return
+    assert sorted(result.weights.columns) == sorted(STOCKS)
+    etf = stored["attribution"]["etf_factors"]
+    summary = pd.DataFrame.from_dict(etf["summary"], orient="index")
+    assert sorted(i for i in summary.index if i in etfs) == sorted(etfs) and 0 < etf["r_squared"] <= 1
+    parts = summary.drop(index="total")["contribution (annual)"].sum()
+    assert parts == pytest.approx(summary.loc["total", "contribution (annual)"], rel=1e-9, abs=1e-12)
+    # and without the ETFs the attribution is skipped with a reason that says how to get them
+    stored, _ = _run(lake, "etf2", _request(symbols=STOCKS, factor_etfs=["NOPE"]))
+    assert "etf_factors" not in stored["attribution"]
+    assert any("NOPE" in reason for reason in stored["skipped"])
