@@ -202,7 +202,7 @@ def etf_factors(lake: Lake, request: BacktestRequest, net_returns: pd.Series) ->
     if missing:
         return None, (
             f"ETF factor attribution skipped: no curated prices for {missing} "
-            f"(ingest them: `spe data ingest --benchmarks ^GSPC,{','.join(etfs)}`)"
+            f"(curate them: `spe data ingest --symbols {','.join(etfs)}` then `spe data validate`)"
         )
     factors = prices[etfs].pct_change(fill_method=None).iloc[1:]
     try:
