@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from portfolio_engine.adapters.factory import build_lake
 from portfolio_engine.adapters.notifiers import build_alert_dispatcher
 from portfolio_engine.contracts.risk import AlertInput
-from portfolio_engine.pipeline.risk_checks import send_alerts
+from portfolio_engine.pipeline.alerts import send_alerts
 from portfolio_engine.settings import Settings
 
 SETTINGS = Settings()

@@ -230,35 +230,25 @@ def optimize_input(
     )
 
 
-def _latest_manifest(lake: Lake, source: str | None, symbol: str | None) -> tuple[str, dict[str, Any]] | None:
-    """The stored feature set (of ``source``, holding ``symbol``) with the latest last date, then the most rows."""
-    best: tuple[tuple[str, int, str], dict[str, Any]] | None = None
-    for key in lake.feature_sets():
-        manifest = lake.feature_manifest(key) or {}
-        if source is not None and manifest.get("source") != source:
-            continue
-        if symbol is not None and symbol not in manifest.get("symbols", []):
-            continue
-        rank = (str(manifest.get("last_date", "")), int(manifest.get("rows", 0)), key)
-        if best is None or rank > best[0]:
-            best = (rank, manifest)
-    return None if best is None else (f"features/{best[0][2]}", best[1])
-
-
 def current_regime(
     lake: Lake, registry: ModelRegistry, run_id: str, portfolio: str, source: str
 ) -> tuple[DetectRegimeOutput, str]:
     """DetectRegime on the latest feature set holding the champion's symbol (the source's own, if it has one)."""
     from portfolio_engine.adapters.training_job import LocalTrainingJob
-    from portfolio_engine.cli.regime import latest_feature_key
     from portfolio_engine.contracts import DetectRegimeInput
-    from portfolio_engine.pipeline.regime import champion_spec, detect_regime, load_champion
+    from portfolio_engine.pipeline.regime import (
+        champion_spec,
+        detect_regime,
+        latest_feature_key,
+        latest_feature_set,
+        load_champion,
+    )
     from portfolio_engine.regime.definition import RegimeModelSpec
 
     default = RegimeModelSpec()
     champion = load_champion(registry, default.name)
     symbol = champion_spec(champion).symbol if champion is not None else default.symbol
-    found = _latest_manifest(lake, source, symbol)
+    found = latest_feature_set(lake, symbol=symbol, source=source)
     # The market's regime is market-wide: a feature set of another source serves when this one has none.
     key = found[0] if found else latest_feature_key(lake, symbol)
     manifest = lake.feature_manifest(key.removeprefix("features/")) or {}
@@ -276,7 +266,9 @@ def index_symbol(lake: Lake, source: str, symbols: list[str], feature_key: str |
 
     manifest = lake.feature_manifest(feature_key.removeprefix("features/")) if feature_key else None
     if manifest is None:
-        found = _latest_manifest(lake, source, None)
+        from portfolio_engine.pipeline.regime import latest_feature_set
+
+        found = latest_feature_set(lake, source=source)
         manifest = found[1] if found else {}
     index = manifest.get("index_symbol") or RegimeModelSpec().symbol
     return str(index) if index in symbols else None

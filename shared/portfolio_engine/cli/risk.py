@@ -324,8 +324,9 @@ def _measure(
         ProposeHedgeInput,
         StressInput,
     )
+    from portfolio_engine.pipeline.alerts import send_alerts
     from portfolio_engine.pipeline.risk import aggregate_risk, plan_risk, simulate_risk_shard
-    from portfolio_engine.pipeline.risk_checks import check_limits, hedge, send_alerts, stress_test
+    from portfolio_engine.pipeline.risk_checks import check_limits, hedge, stress_test
     from portfolio_engine.reports.risk import tail_table
 
     run_id, common = target.run_id, {"source": context["source"], "index_symbol": context["index_symbol"]}

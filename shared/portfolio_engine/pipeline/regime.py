@@ -216,25 +216,40 @@ def register_challenger(
     )
 
 
+def latest_feature_set(
+    lake: Lake, *, symbol: str | None = None, source: str | None = None
+) -> tuple[str, dict[str, Any]] | None:
+    """The stored feature set (of ``source``, holding ``symbol``) with the latest last date, then the most rows.
+
+    Returns its key (``features/...``) and manifest, or None when no stored set matches.
+    """
+    best: tuple[tuple[str, int, str], dict[str, Any]] | None = None
+    for key in lake.feature_sets():
+        manifest = lake.feature_manifest(key) or {}
+        if source is not None and manifest.get("source") != source:
+            continue
+        if symbol is not None and symbol not in manifest.get("symbols", []):
+            continue
+        rank = (str(manifest.get("last_date", "")), int(manifest.get("rows", 0)), key)
+        if best is None or rank > best[0]:
+            best = (rank, manifest)
+    return None if best is None else (f"features/{best[0][2]}", best[1])
+
+
 def latest_feature_key(lake: Lake, symbol: str) -> str:
-    """The stored feature set holding ``symbol`` with the latest last date (then the most rows).
+    """The key of the latest stored feature set holding ``symbol`` (see :func:`latest_feature_set`).
 
     Raises
     ------
     EmptyDataError
         If no stored feature set holds the symbol.
     """
-    best: tuple[str, int, str] | None = None
-    for key in lake.feature_sets():
-        manifest = lake.feature_manifest(key) or {}
-        if symbol in manifest.get("symbols", []):
-            rank = (str(manifest.get("last_date", "")), int(manifest.get("rows", 0)), key)
-            best = max(best, rank) if best else rank
-    if best is None:
+    found = latest_feature_set(lake, symbol=symbol)
+    if found is None:
         raise EmptyDataError(
             f"No stored feature set holds {symbol}.", hint="Run `spe run` first (it builds the feature set)."
         )
-    return f"features/{best[2]}"
+    return found[0]
 
 
 def prepare_regime_training(task: PrepareRegimeTrainingInput, *, lake: Lake) -> PrepareRegimeTrainingOutput:

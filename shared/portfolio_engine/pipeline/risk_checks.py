@@ -9,20 +9,17 @@
   simulation, at other horizons historically on the last three years; volatility, drawdowns, beta and
   tracking error historically; weights, sectors, leverage from the weights) and grades it.
 * ProposeHedge proposes (never executes) the cheapest hedge that brings every limit back within bounds.
-* Alert sends warnings and breaches through the configured notifiers, de-duplicated with a cool-down.
+* Alert (``pipeline/alerts.py``) sends warnings and breaches through the notifiers.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import Any
 
 import pandas as pd
 
 from portfolio_engine.contracts.risk import (
-    AlertInput,
-    AlertOutput,
     CheckLimitsInput,
     CheckLimitsOutput,
     ProposeHedgeInput,
@@ -35,7 +32,6 @@ from portfolio_engine.optimization import PortfolioSpec, fama_french_model
 from portfolio_engine.pipeline.optimize import price_returns
 from portfolio_engine.pipeline.risk import HISTORY_DAYS, held_weights, index_returns
 from portfolio_engine.ports import Lake
-from portfolio_engine.risk.alerts import alerts_from_breaches
 from portfolio_engine.risk.hedging import HedgeRiskModel, propose_hedge
 from portfolio_engine.risk.limits import SEVERITY_RANK, LimitSpec, evaluate_limits, parse_limits
 from portfolio_engine.risk.measures import annualized_volatility, portfolio_returns, tail_risk
@@ -293,25 +289,4 @@ def hedge(task: ProposeHedgeInput, *, lake: Lake) -> ProposeHedgeOutput:
     )
 
 
-def send_alerts(task: AlertInput, *, dispatcher: Any) -> AlertOutput:
-    """Turn the breaches into alerts and dispatch them (warnings included); count the outcomes."""
-    from portfolio_engine.risk.limits import Breach
-
-    breaches = [Breach(**{k: b[k] for k in ("limit", "value", "threshold", "severity")}) for b in task.limits.breaches]
-    details = {"hedge": task.hedge.chosen, "hedge_message": task.hedge.message} if task.hedge else {}
-    alerts = [
-        dataclasses.replace(alert, details={**alert.details, **details})
-        for alert in alerts_from_breaches(task.limits.portfolio, breaches, min_severity="warning", run_id=task.run_id)
-    ]
-    outcomes = [dispatcher.dispatch(alert) for alert in alerts]
-    counts = {status: sum(o.status == status for o in outcomes) for status in ("sent", "suppressed", "failed")}
-    return AlertOutput(
-        run_id=task.run_id,
-        sent=counts["sent"],
-        suppressed=counts["suppressed"],
-        failed=counts["failed"],
-        outcomes=[o.to_dict() for o in outcomes],
-    )
-
-
-__all__ = ["check_limits", "hedge", "measure_limits", "send_alerts", "stress_test"]
+__all__ = ["check_limits", "hedge", "measure_limits", "stress_test"]

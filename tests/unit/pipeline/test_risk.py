@@ -24,9 +24,10 @@ from portfolio_engine.contracts.risk import (
 )
 from portfolio_engine.exceptions import RiskError, SpecificationError
 from portfolio_engine.optimization import fama_french_model
+from portfolio_engine.pipeline.alerts import send_alerts
 from portfolio_engine.pipeline.optimize import optimize_portfolio, price_returns
 from portfolio_engine.pipeline.risk import aggregate_risk, plan_risk, run_seed, simulate_risk_shard
-from portfolio_engine.pipeline.risk_checks import check_limits, hedge, measure_limits, send_alerts, stress_test
+from portfolio_engine.pipeline.risk_checks import check_limits, hedge, measure_limits, stress_test
 from portfolio_engine.risk.measures import tail_risk
 
 SYMBOLS = ["JNJ", "KO", "PG", "XOM", "MSFT", "^GSPC"]
