@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from portfolio_engine.exceptions import DataError, EmptyDataError, SpecificationError
+from portfolio_engine.risk._inputs import aligned_series
 
 #: Trading days per year used to annualise daily figures unless told otherwise.
 PERIODS_PER_YEAR = 252
@@ -118,23 +119,7 @@ def aligned(series: pd.Series, index: pd.Index, *, name: str) -> np.ndarray:
     DataError
         Not a Series, or a date of ``index`` missing or NaN in ``series`` (the first one and the count are named).
     """
-    if not isinstance(series, pd.Series):
-        raise DataError(
-            f"{name} must be a pandas Series indexed by date; got {type(series).__name__}.",
-            hint="Pass e.g. the benchmark's daily returns, benchmark_prices.pct_change().dropna().",
-        )
-    try:
-        values = series.reindex(index).to_numpy(dtype="float64")
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"{name} cannot be aligned to the returns' dates ({exc}).", hint="Index it by date.") from exc
-    missing = ~np.isfinite(values)
-    if missing.any():
-        raise DataError(
-            f"{name} has no finite value on {int(missing.sum())} of the {len(index)} return dates "
-            f"(first {index[int(np.argmax(missing))]!r}).",
-            hint=f"Give {name} a value on every return date, or trim the returns to its dates.",
-        )
-    return values
+    return aligned_series(series, index, name=name, error=DataError)
 
 
 def check_window(window: int, n_observations: int) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from portfolio_engine.exceptions import RiskError, RiskInputError
+from portfolio_engine.exceptions import PortfolioEngineError, RiskError, RiskInputError
 
 #: Largest accepted ``|sum(weights) - budget|``: optimizer output is exact to ~1e-10, hand-typed weights to ~1e-6.
 BUDGET_TOLERANCE = 1e-6
@@ -233,28 +233,30 @@ def held_returns(
     return values
 
 
-def aligned_series(series: pd.Series, index: pd.Index, *, name: str) -> np.ndarray:
+def aligned_series(
+    series: pd.Series, index: pd.Index, *, name: str, error: type[PortfolioEngineError] = RiskInputError
+) -> np.ndarray:
     """``series`` on the dates of ``index`` as finite floats.
 
     Raises
     ------
-    RiskInputError
-        Not a Series, or a date of ``index`` without a finite value (the first one is named).
+    RiskInputError (or ``error``)
+        Not a Series, or a date of ``index`` without a finite value (the first one and the count are named).
     """
     if not isinstance(series, pd.Series):
-        raise RiskInputError(
-            f"{name} must be a pandas Series of daily returns indexed by date; got {type(series).__name__}.",
-            hint="Pass e.g. the index's returns: index_prices.pct_change().",
+        raise error(
+            f"{name} must be a pandas Series indexed by date; got {type(series).__name__}.",
+            hint="Pass e.g. the index's or the benchmark's daily returns: prices.pct_change().dropna().",
         )
     try:
         values = series.reindex(index).to_numpy(dtype="float64")
     except (TypeError, ValueError) as exc:
-        raise RiskInputError(f"{name} holds non-numeric values ({exc}).", hint="Pass float returns.") from exc
+        raise error(f"{name} cannot be aligned to the returns' dates ({exc}).", hint="Index it by date.") from exc
     missing = ~np.isfinite(values)
     if missing.any():
-        raise RiskInputError(
+        raise error(
             f"{name} has no finite value on {int(missing.sum())} of the {len(index)} return dates "
             f"(first {index[int(np.argmax(missing))]!r}).",
-            hint=f"Give {name} a value on every date of the returns, or trim the returns to its dates.",
+            hint=f"Give {name} a value on every return date, or trim the returns to its dates.",
         )
     return values
