@@ -209,3 +209,37 @@ class NotificationError(PortfolioEngineError):
     """A notifier (SNS, Slack) could not deliver an alert."""
 
     default_hint = "Check the topic ARN / webhook secret and the network; the alert is kept in the local log."
+
+
+class StoreError(PortfolioEngineError):
+    """The store of record could not be read or written."""
+
+    default_hint = "Check SPE_STORE_URI (sqlite:///path or dynamodb://table) and, for DynamoDB, AWS_ENDPOINT_URL."
+
+
+class ConcurrencyError(StoreError):
+    """Another writer changed the stream since it was read: nothing was written (optimistic concurrency)."""
+
+    default_hint = "Re-read the portfolio, run or model and retry; the other writer's change was kept."
+
+
+class StaleHoldingsError(ConcurrencyError):
+    """A run's decision was made on holdings that another run has moved since: its commit is refused."""
+
+    default_hint = "Run again: the next run starts from the holdings the other run committed."
+
+
+class DuplicateError(StoreError):
+    """A record that must be unique already exists (a run id, an idempotency key)."""
+
+    default_hint = "Use another run id or idempotency key, or read the existing run (`spe runs show RUN_ID`)."
+
+
+class InvalidTransitionError(StoreError):
+    """An event cannot follow the stream's current state (a run committed twice, a spec change to no portfolio)."""
+
+
+class RecordNotFoundError(StoreError):
+    """No portfolio, run or model by that name in the store."""
+
+    default_hint = "List what the store holds: `spe portfolio list`, `spe runs list`."

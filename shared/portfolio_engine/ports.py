@@ -228,3 +228,73 @@ class AlertStateStore(Protocol):
     def release(self, key: str, *, sent_at: datetime) -> None:
         """Forget the claim made at ``sent_at`` (its delivery failed), so that the next alert is sent."""
         ...
+
+
+# Store of record ------------------------------------------------------------------------------------
+if TYPE_CHECKING:
+    from portfolio_engine.records.events import Event, NewEvent
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing, newest first, and the cursor of the next page (None on the last one)."""
+
+    items: list[dict[str, Any]]
+    cursor: str | None
+
+
+@runtime_checkable
+class Store(Protocol):
+    """The system of record: an append-only event log per stream, and the read models derived from it.
+
+    Adapters: ``adapters.store.sqlite.SqliteStore`` (the embedded default) and
+    ``adapters.store.dynamodb.DynamoStore`` (pynamodb). Both pass ``tests/unit/adapters/store``.
+    """
+
+    uri: str
+
+    def append(self, stream: str, events: Sequence[NewEvent], *, expected_version: int) -> list[Event]:
+        """Append ``events`` at versions ``expected_version + 1 ...`` and write their views, in one transaction.
+
+        Raises
+        ------
+        ConcurrencyError
+            The stream is not at ``expected_version`` (another writer appended): nothing is written.
+        DuplicateError
+            A run id or idempotency key the events create already exists: nothing is written.
+        InvalidTransitionError
+            An event cannot follow the current state: nothing is written.
+        """
+        ...
+
+    def events(self, stream: str, *, after: int = 0) -> list[Event]:
+        """The stream's events with a version above ``after``, oldest first."""
+        ...
+
+    def stream_version(self, stream: str) -> int:
+        """The version of the stream's last event (0 for a stream with none)."""
+        ...
+
+    def view(self, kind: str, key: str) -> dict[str, Any] | None:
+        """A read model's document (``portfolio``, ``run``, ``champion``, ``idempotency``), or None."""
+        ...
+
+    def views(
+        self,
+        kind: str,
+        *,
+        owner: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        descending: bool = False,
+    ) -> Page:
+        """A kind's documents in listing order (runs: start time; others: key), of one stream with ``owner``."""
+        ...
+
+    def claim(self, key: str, *, rank: int, now: datetime, cooldown: timedelta) -> bool:
+        """Alert de-duplication, atomically (see :class:`AlertStateStore`)."""
+        ...
+
+    def release(self, key: str, *, sent_at: datetime) -> None:
+        """Forget an alert claim whose delivery failed (see :class:`AlertStateStore`)."""
+        ...

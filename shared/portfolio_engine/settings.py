@@ -38,6 +38,11 @@ class Settings(BaseSettings):
         description="Redis for the response cache; in-process cache when unset.",
     )
 
+    store_uri: str | None = Field(
+        default=None,
+        description="Store of record: sqlite:///path (default <data_dir>/store.db) or dynamodb://table.",
+    )
+
     universe: list[str] | None = Field(default=None, description="Symbols of the default run; None: bundled 20.")
     index_symbol: str = "^GSPC"
     validation_policy: ValidationMode = "forward_fill"
@@ -76,6 +81,10 @@ class Settings(BaseSettings):
     @classmethod
     def _no_calendar(cls, value: object) -> object:
         return None if isinstance(value, str) and value.strip().lower() in ("", "none", "null") else value
+
+    def resolved_store_uri(self) -> str:
+        """The store of record, defaulting to the SQLite file ``<data_dir>/store.db`` (absolute)."""
+        return self.store_uri or f"sqlite:///{(self.data_dir / 'store.db').resolve()}"
 
     def resolved_lake_uri(self) -> str:
         """The lake root, defaulting to ``<data_dir>/lake`` as an absolute path."""

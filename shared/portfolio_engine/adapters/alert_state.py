@@ -15,10 +15,11 @@ from typing import Any
 
 from portfolio_engine.ports import Lake
 
-__all__ = ["LakeAlertStateStore", "MemoryAlertStateStore"]
+__all__ = ["LakeAlertStateStore", "MemoryAlertStateStore", "claim_allowed"]
 
 
-def _allowed(record: dict[str, Any] | None, *, rank: int, now: datetime, cooldown: timedelta) -> bool:
+def claim_allowed(record: dict[str, Any] | None, *, rank: int, now: datetime, cooldown: timedelta) -> bool:
+    """Whether an alert of ``rank`` may be sent now, given the last one recorded for its key (or None)."""
     if record is None:
         return True
     return rank > int(record["rank"]) or now - datetime.fromisoformat(record["sent_at"]) >= cooldown
@@ -33,7 +34,7 @@ class MemoryAlertStateStore:
 
     def claim(self, key: str, *, rank: int, now: datetime, cooldown: timedelta) -> bool:
         with self._lock:
-            if not _allowed(self.records.get(key), rank=rank, now=now, cooldown=cooldown):
+            if not claim_allowed(self.records.get(key), rank=rank, now=now, cooldown=cooldown):
                 return False
             self.records[key] = {"rank": rank, "sent_at": now.isoformat()}
             return True
@@ -62,7 +63,7 @@ class LakeAlertStateStore:
     def claim(self, key: str, *, rank: int, now: datetime, cooldown: timedelta) -> bool:
         with self._lock:
             state = self._read()
-            if not _allowed(state.get(key), rank=rank, now=now, cooldown=cooldown):
+            if not claim_allowed(state.get(key), rank=rank, now=now, cooldown=cooldown):
                 return False
             state[key] = {"rank": rank, "sent_at": now.isoformat()}
             self.lake.put_json(self.key, state)

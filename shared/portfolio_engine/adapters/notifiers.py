@@ -97,7 +97,7 @@ class SnsNotifier:
         NotificationError
             If SNS refuses the message or cannot be reached.
         """
-        attributes = {
+        attributes: dict[str, Any] = {
             key: {"DataType": "String", "StringValue": value}
             for key, value in (("severity", alert.severity), ("portfolio", alert.portfolio), ("limit", alert.limit))
         }
