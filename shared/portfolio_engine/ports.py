@@ -243,6 +243,15 @@ class Page:
     cursor: str | None
 
 
+@dataclass(frozen=True)
+class StreamAppend:
+    """Events to append to one stream, and the version the writer read it at."""
+
+    stream: str
+    events: Sequence[NewEvent]
+    expected_version: int
+
+
 @runtime_checkable
 class Store(Protocol):
     """The system of record: an append-only event log per stream, and the read models derived from it.
@@ -264,6 +273,16 @@ class Store(Protocol):
             A run id or idempotency key the events create already exists: nothing is written.
         InvalidTransitionError
             An event cannot follow the current state: nothing is written.
+        """
+        ...
+
+    def append_all(self, appends: Sequence[StreamAppend]) -> list[list[Event]]:
+        """Several streams' appends in one transaction (a run's commit and the champion it promotes).
+
+        Raises
+        ------
+        ConcurrencyError, DuplicateError, InvalidTransitionError
+            As :meth:`append`, for any of the streams: nothing is written to any.
         """
         ...
 

@@ -29,6 +29,14 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("SPE_AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL"),
         description="Endpoint for every AWS API (moto server, LocalStack); None means AWS itself.",
     )
+    states_endpoint_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SPE_STATES_ENDPOINT_URL", "AWS_ENDPOINT_URL_SFN"),
+        description="Step Functions endpoint for reading execution histories; 'local' inside the local runner.",
+    )
+    code_version: str | None = Field(
+        default=None, description="The deployed code's version (a git commit); default: a hash of the package."
+    )
     aws_region: str = Field(
         default="us-east-1", validation_alias=AliasChoices("SPE_AWS_REGION", "AWS_REGION", "AWS_DEFAULT_REGION")
     )

@@ -11,13 +11,13 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from portfolio_engine.contracts.tasks import Interval, RunId, SourceName, Symbols, _Contract
+from portfolio_engine.contracts.tasks import Interval, RunId, SourceName, Symbols, TriggerFields, _Contract
 
 Frequency = Literal["daily", "weekly", "monthly", "quarterly", "yearly"]
 BacktestPolicy = Literal["spec", "regime_aware"]
 
 
-class BacktestRequest(_Contract):
+class BacktestRequest(TriggerFields, _Contract):
     """What starts a backtest: the machine's input. Every field has a default.
 
     ``symbols`` None means every curated symbol of ``source`` except the benchmarks (the bundled 20 stocks after

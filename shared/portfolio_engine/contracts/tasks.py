@@ -46,13 +46,30 @@ RunId = Annotated[str, AfterValidator(_check_run_id)]
 Symbols = Annotated[list[str], AfterValidator(_check_symbols)]
 
 
-class RunRequest(_Contract):
+Trigger = Literal["cli", "schedule", "api", "event", "replay"]
+PortfolioName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+
+
+class TriggerFields(BaseModel):
+    """Who started a run, and the key that makes starting it twice start it once (every machine's input has them)."""
+
+    trigger: Trigger = Field(default="cli", description="cli, schedule, api, event (an SNS/SQS message), replay.")
+    idempotency_key: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$", description="Same key, same run."
+    )
+    scheduled_for: datetime | None = Field(default=None, description="The schedule's fire time, for scheduled runs.")
+
+
+class RunRequest(TriggerFields, _Contract):
     """What starts a rebalance run: the state machine's input. Every field has a default.
 
-    ``symbols`` None means the bundled 20-stock universe. ``benchmarks`` are ingested and validated
-    with the universe; the first is the index for beta and correlation features.
+    ``portfolio`` names the stored portfolio to rebalance (``default`` is created from the bundled spec on
+    the first run). ``symbols`` None means the portfolio's own universe (its spec's ``universe``).
+    ``benchmarks`` are ingested and validated with the universe; the first is the index for beta and
+    correlation features.
     """
 
+    portfolio: PortfolioName = "default"
     source: SourceName = "bundled"
     symbols: Symbols | None = None
     benchmarks: Symbols = Field(description="Default: ['^GSPC'], or none for a user file.")

@@ -15,7 +15,7 @@ from datetime import date
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from portfolio_engine.contracts.tasks import FeatureKey, RunId, TrainRegimeOutput
+from portfolio_engine.contracts.tasks import FeatureKey, RunId, TrainRegimeOutput, TriggerFields
 from portfolio_engine.regime.definition import RegimeModelSpec
 
 #: SageMaker's TrainingJobName: 1-63 letters, digits and single or repeated hyphens, no other character.
@@ -45,7 +45,7 @@ class _Contract(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class RetrainRegimeRequest(_Contract):
+class RetrainRegimeRequest(TriggerFields, _Contract):
     """What starts a retrain-regime execution: the state machine's input. Every field has a default."""
 
     feature_key: FeatureKey | None = Field(

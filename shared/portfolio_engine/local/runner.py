@@ -18,6 +18,7 @@ import importlib.util
 import io
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -171,9 +172,10 @@ class InProcessLambda:
 
     def invoke(self, name: str, event: dict[str, Any]) -> tuple[bytes, str | None]:
         """Run one invocation; return the JSON payload and Lambda's ``FunctionError`` (None on success)."""
-        if self.listener:
-            self.listener("start", name, event)
         try:
+            # Inside the try: a listener that raises fails the invocation like the handler would (fault injection).
+            if self.listener:
+                self.listener("start", name, event)
             result = self.handler(name)(event, LambdaContext(function_name=name))
             payload = json.dumps(result).encode()
         except Exception as exc:
@@ -321,7 +323,7 @@ class LocalStateMachineRunner:
         definition = self.definition(machine)
         # moto logs every failed state at ERROR; the result carries the error and cause instead.
         logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
-        with mock_aws(config=MOTO_CONFIG), _scaled_retry_sleep(self.wait_scale):
+        with mock_aws(config=MOTO_CONFIG), _scaled_retry_sleep(self.wait_scale), _local_states_endpoint():
             if boto3.DEFAULT_SESSION is None:
                 boto3.setup_default_session()
             session = boto3.DEFAULT_SESSION
@@ -371,6 +373,23 @@ class LocalStateMachineRunner:
             seconds=time.monotonic() - started,
             history=[_event_summary(e) for e in history],
         )
+
+
+@contextlib.contextmanager
+def _local_states_endpoint() -> Iterator[None]:
+    # Handlers that read their own execution's history (CommitRun, RecordFailure) must reach this process's
+    # interpreter, not AWS_ENDPOINT_URL (a moto server or LocalStack the lake may live on).
+    from portfolio_engine.adapters.executions import LOCAL_STATES
+
+    before = os.environ.get("SPE_STATES_ENDPOINT_URL")
+    os.environ["SPE_STATES_ENDPOINT_URL"] = LOCAL_STATES
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("SPE_STATES_ENDPOINT_URL", None)
+        else:
+            os.environ["SPE_STATES_ENDPOINT_URL"] = before
 
 
 class _ScaledClock:

@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from portfolio_engine.exceptions import StoreError
-from portfolio_engine.records.events import Event, NewEvent, check_stream
+from portfolio_engine.ports import StreamAppend
+from portfolio_engine.records.events import Event, check_stream
 from portfolio_engine.records.views import ViewKey, ViewWrite, project, view_keys
 
 Clock = Callable[[], datetime]
@@ -21,42 +22,69 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def prepare_append(
-    stream: str,
-    events: Sequence[NewEvent],
-    expected_version: int,
+def prepare_appends(
+    appends: Sequence[StreamAppend],
     now: datetime,
     load: Callable[[list[ViewKey]], dict[ViewKey, dict[str, Any] | None]],
-) -> tuple[list[Event], list[ViewWrite]]:
-    """The events as stored (numbered after ``expected_version``) and the view writes they produce.
+) -> list[tuple[StreamAppend, list[Event], list[ViewWrite]]]:
+    """Each append's events as stored (numbered after its expected version) and the view writes they produce.
+
+    The appends are projected in order over the same views, so a run's view touched by two streams' events in
+    one commit sees both.
 
     Raises
     ------
     StoreError
-        No events, a bad stream id or expected version, or more items than one transaction holds.
+        No events, a stream twice, a bad stream id or expected version, or more items than one transaction holds.
     InvalidTransitionError
         From the projection: an event that cannot follow the current state.
     """
-    try:
-        check_stream(stream)
-    except ValueError as exc:
-        raise StoreError(str(exc), hint="Name streams with portfolio_stream() or model_stream().") from exc
-    if not events:
-        raise StoreError(f"Nothing to append to {stream}.", hint="Pass at least one event.")
-    if expected_version < 0:
-        raise StoreError(f"expected_version must be >= 0; got {expected_version}.")
-    stored = [
-        Event(stream=stream, version=expected_version + i + 1, recorded_at=now, **event.model_dump())
-        for i, event in enumerate(events)
-    ]
-    writes = project(stream, stored, load(view_keys(stream, events)))
-    if len(stored) + len(writes) + 1 > MAX_ITEMS_PER_APPEND:
+    streams = [a.stream for a in appends]
+    if not appends or len(set(streams)) != len(streams):
+        raise StoreError(f"Each append names one stream once; got {streams}.", hint="Merge the events per stream.")
+    keys: list[ViewKey] = []
+    for append in appends:
+        try:
+            check_stream(append.stream)
+        except ValueError as exc:
+            raise StoreError(str(exc), hint="Name streams with portfolio_stream() or model_stream().") from exc
+        if not append.events:
+            raise StoreError(f"Nothing to append to {append.stream}.", hint="Pass at least one event.")
+        if append.expected_version < 0:
+            raise StoreError(f"expected_version must be >= 0; got {append.expected_version}.")
+        keys += [k for k in view_keys(append.stream, append.events) if k not in keys]
+    views = load(keys)
+    prepared = []
+    items = 0
+    for append in appends:
+        stored = [
+            Event(stream=append.stream, version=append.expected_version + i + 1, recorded_at=now, **e.model_dump())
+            for i, e in enumerate(append.events)
+        ]
+        writes = project(append.stream, stored, views)
+        views.update({(w.kind, w.key): w.document for w in writes})
+        prepared.append((append, stored, writes))
+        items += len(stored) + len(writes) + 1
+    if items > MAX_ITEMS_PER_APPEND:
         raise StoreError(
-            f"An append of {len(stored)} events and {len(writes)} views exceeds one transaction "
+            f"An append of {items} items (events, views, stream heads) exceeds one transaction "
             f"({MAX_ITEMS_PER_APPEND} items).",
             hint="Append fewer events at a time (alerts of one run are summarised in one event each).",
         )
-    return stored, writes
+    return prepared
+
+
+def merged_writes(prepared: Sequence[tuple[StreamAppend, list[Event], list[ViewWrite]]]) -> list[ViewWrite]:
+    """The views to write, once each (a transaction may not touch an item twice): the last document wins."""
+    merged: dict[ViewKey, ViewWrite] = {}
+    for _, _, writes in prepared:
+        for write in writes:
+            key = (write.kind, write.key)
+            earlier = merged.get(key)
+            if earlier is not None and earlier.create_only:
+                write = ViewWrite(write.kind, write.key, write.document, write.owner, write.sort, create_only=True)
+            merged[key] = write
+    return list(merged.values())
 
 
 def encode_cursor(position: dict[str, Any]) -> str:

@@ -37,11 +37,12 @@ from portfolio_engine.adapters.store._common import (
     dumps,
     encode_cursor,
     event_from_row,
-    prepare_append,
+    merged_writes,
+    prepare_appends,
     utcnow,
 )
 from portfolio_engine.exceptions import ConcurrencyError, DuplicateError, StoreError
-from portfolio_engine.ports import Page
+from portfolio_engine.ports import Page, StreamAppend
 from portfolio_engine.records.events import Event, NewEvent
 from portfolio_engine.records.views import ViewKey
 
@@ -139,43 +140,52 @@ class DynamoStore:
             raise StoreError(f"Cannot read the store table {self.table}: {exc}") from exc
 
     def append(self, stream: str, events: Sequence[NewEvent], *, expected_version: int) -> list[Event]:
-        head = self._get(f"stream#{stream}", _HEAD)
-        current = int(head.version) if head is not None else 0
-        if current != expected_version:
-            raise ConcurrencyError(
-                f"{stream} is at version {current}, not {expected_version}: another writer appended."
-            )
+        return self.append_all([StreamAppend(stream, events, expected_version)])[0]
+
+    def append_all(self, appends: Sequence[StreamAppend]) -> list[list[Event]]:
+        for append in appends:
+            current = self.stream_version(append.stream)
+            if current != append.expected_version:
+                raise ConcurrencyError(
+                    f"{append.stream} is at version {current}, not {append.expected_version}: another writer appended."
+                )
 
         def load(keys: list[ViewKey]) -> dict[ViewKey, dict[str, Any] | None]:
             return {key: self.view(*key) for key in keys}
 
-        stored, writes = prepare_append(stream, events, expected_version, self.clock(), load)
+        prepared = prepare_appends(appends, self.clock(), load)
         item = self.item
+        # The same commit retried (a Lambda retry after a lost response) is answered idempotently for 10 minutes.
         token = hashlib.sha256(
-            dumps([stream, expected_version, [e.model_dump(mode="json") for e in events]]).encode()
+            dumps(
+                [[a.stream, a.expected_version, [e.model_dump(mode="json") for e in a.events]] for a in appends]
+            ).encode()
         ).hexdigest()[:36]
-        head_item = item(f"stream#{stream}", _HEAD, version=stored[-1].version)
-        create_only: dict[int, str] = {}
+        labels: list[str] = []  # what each transaction item is, to name the one whose condition failed
         try:
             with TransactWrite(connection=self.connection, client_request_token=token) as transaction:
-                if expected_version == 0:
-                    transaction.save(head_item, condition=item.pk.does_not_exist())
-                else:
-                    transaction.save(head_item, condition=item.version == expected_version)
-                for event in stored:
-                    transaction.save(
-                        item(
-                            f"stream#{stream}",
-                            f"event#{event.version:012d}",
-                            version=event.version,
-                            type=event.type,
-                            run_id=event.run_id,
-                            recorded_at=_utc(event.recorded_at),
-                            data=dumps(event.data),
-                        ),
-                        condition=item.pk.does_not_exist(),
-                    )
-                for position, write in enumerate(writes, start=1 + len(stored)):
+                for append, stored, _ in prepared:
+                    head = item(f"stream#{append.stream}", _HEAD, version=stored[-1].version)
+                    if append.expected_version == 0:
+                        transaction.save(head, condition=item.pk.does_not_exist())
+                    else:
+                        transaction.save(head, condition=item.version == append.expected_version)
+                    labels.append(f"head {append.stream}")
+                    for event in stored:
+                        transaction.save(
+                            item(
+                                f"stream#{append.stream}",
+                                f"event#{event.version:012d}",
+                                version=event.version,
+                                type=event.type,
+                                run_id=event.run_id,
+                                recorded_at=_utc(event.recorded_at),
+                                data=dumps(event.data),
+                            ),
+                            condition=item.pk.does_not_exist(),
+                        )
+                        labels.append(f"event {append.stream}")
+                for write in merged_writes(prepared):
                     view = item(
                         f"view#{write.kind}#{write.key}",
                         _VIEW,
@@ -185,24 +195,26 @@ class DynamoStore:
                         g_sort=f"{write.sort or ''}|{write.key}",
                     )
                     if write.create_only:
-                        create_only[position] = f"{write.kind} {write.key!r}"
                         transaction.save(view, condition=item.pk.does_not_exist())
+                        labels.append(f"unique {write.kind} {write.key!r}")
                     else:
                         transaction.save(view)
+                        labels.append(f"view {write.kind}")
         except TransactWriteError as exc:
             reasons = [getattr(r, "code", None) if r is not None else None for r in (exc.cancellation_reasons or [])]
-            failed = [i for i, code in enumerate(reasons) if code == "ConditionalCheckFailed"]
-            duplicates = [create_only[i] for i in failed if i in create_only]
+            failed = [
+                labels[i] for i, code in enumerate(reasons) if code == "ConditionalCheckFailed" and i < len(labels)
+            ]
+            duplicates = [f.removeprefix("unique ") for f in failed if f.startswith("unique ")]
             if duplicates:
                 raise DuplicateError(f"A {duplicates[0]} already exists.") from exc
             if failed or "TransactionConflict" in reasons:
-                raise ConcurrencyError(
-                    f"{stream} moved past version {expected_version}: another writer appended."
-                ) from exc
+                streams = ", ".join(a.stream for a in appends)
+                raise ConcurrencyError(f"{streams} moved past the versions read: another writer appended.") from exc
             raise StoreError(f"Cannot write the store table {self.table}: {exc}") from exc
         except PynamoDBException as exc:
             raise StoreError(f"Cannot write the store table {self.table}: {exc}") from exc
-        return stored
+        return [stored for _, stored, _ in prepared]
 
     def events(self, stream: str, *, after: int = 0) -> list[Event]:
         try:

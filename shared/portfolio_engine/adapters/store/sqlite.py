@@ -25,11 +25,12 @@ from portfolio_engine.adapters.store._common import (
     dumps,
     encode_cursor,
     event_from_row,
-    prepare_append,
+    merged_writes,
+    prepare_appends,
     utcnow,
 )
 from portfolio_engine.exceptions import ConcurrencyError, DuplicateError, StoreError
-from portfolio_engine.ports import Page
+from portfolio_engine.ports import Page, StreamAppend
 from portfolio_engine.records.events import Event, NewEvent
 from portfolio_engine.records.views import ViewKey
 
@@ -104,11 +105,14 @@ class SqliteStore:
 
     # ------------------------------------------------------------------ event log
     def append(self, stream: str, events: Sequence[NewEvent], *, expected_version: int) -> list[Event]:
+        return self.append_all([StreamAppend(stream, events, expected_version)])[0]
+
+    def append_all(self, appends: Sequence[StreamAppend]) -> list[list[Event]]:
         try:
             with self._connect() as db:
                 db.execute("BEGIN IMMEDIATE")
                 try:
-                    stored = self._append(db, stream, events, expected_version)
+                    stored = self._append(db, appends)
                 except BaseException:
                     db.execute("ROLLBACK")
                     raise
@@ -117,25 +121,29 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"Cannot write the store {self.path}: {exc}") from exc
 
-    def _append(self, db: sqlite3.Connection, stream: str, events: Sequence[NewEvent], expected: int) -> list[Event]:
-        row = db.execute("SELECT version FROM streams WHERE stream = ?", (stream,)).fetchone()
-        current = row[0] if row else 0
-        if current != expected:
-            raise ConcurrencyError(f"{stream} is at version {current}, not {expected}: another writer appended.")
+    def _append(self, db: sqlite3.Connection, appends: Sequence[StreamAppend]) -> list[list[Event]]:
+        for append in appends:
+            row = db.execute("SELECT version FROM streams WHERE stream = ?", (append.stream,)).fetchone()
+            current = row[0] if row else 0
+            if current != append.expected_version:
+                raise ConcurrencyError(
+                    f"{append.stream} is at version {current}, not {append.expected_version}: another writer appended."
+                )
 
         def load(keys: list[ViewKey]) -> dict[ViewKey, dict[str, Any] | None]:
             return {key: self._view(db, *key) for key in keys}
 
-        stored, writes = prepare_append(stream, events, expected, self.clock(), load)
-        db.execute(
-            "INSERT INTO streams (stream, version) VALUES (?, ?) ON CONFLICT (stream) DO UPDATE SET version = ?",
-            (stream, stored[-1].version, stored[-1].version),
-        )
-        db.executemany(
-            "INSERT INTO events (stream, version, type, run_id, recorded_at, data) VALUES (?, ?, ?, ?, ?, ?)",
-            [(e.stream, e.version, e.type, e.run_id, e.recorded_at.isoformat(), dumps(e.data)) for e in stored],
-        )
-        for write in writes:
+        prepared = prepare_appends(appends, self.clock(), load)
+        for append, stored, _ in prepared:
+            db.execute(
+                "INSERT INTO streams (stream, version) VALUES (?, ?) ON CONFLICT (stream) DO UPDATE SET version = ?",
+                (append.stream, stored[-1].version, stored[-1].version),
+            )
+            db.executemany(
+                "INSERT INTO events (stream, version, type, run_id, recorded_at, data) VALUES (?, ?, ?, ?, ?, ?)",
+                [(e.stream, e.version, e.type, e.run_id, e.recorded_at.isoformat(), dumps(e.data)) for e in stored],
+            )
+        for write in merged_writes(prepared):
             values = (write.kind, write.key, write.owner, write.sort, dumps(write.document))
             if write.create_only:
                 try:
@@ -146,7 +154,7 @@ class SqliteStore:
                 db.execute(
                     "INSERT OR REPLACE INTO views (kind, key, owner, sort, document) VALUES (?, ?, ?, ?, ?)", values
                 )
-        return stored
+        return [stored for _, stored, _ in prepared]
 
     def events(self, stream: str, *, after: int = 0) -> list[Event]:
         with self._read() as db:

@@ -290,3 +290,28 @@ def test_two_streams_racing_to_create_one_run_id_leave_exactly_one_run(make_stor
     assert store.view("run", "run-x")["stream"] == winners[0]  # type: ignore[index]
     assert store.view("idempotency", "once")["run_id"] == "run-x"  # type: ignore[index]
     assert sorted(store.stream_version(s) for s in streams) == [1, 1, 1, 2]
+
+
+def test_appends_to_several_streams_are_one_transaction(store: Store) -> None:
+    from portfolio_engine.ports import StreamAppend
+
+    market = model_stream("regime", "market")
+    store.append(CORE, [created(), started("run-1")], expected_version=0)
+    store.append(
+        market, [NewEvent(type="ChampionPromoted", data={"version": "v1", "previous": None})], expected_version=0
+    )
+    promote_v2 = NewEvent(type="ChampionPromoted", run_id="run-1", data={"version": "v2", "previous": "v1"})
+    # When one of two streams is stale, neither is written
+    with pytest.raises(ConcurrencyError):
+        store.append_all(
+            [StreamAppend(CORE, [committed("run-1", {"AAPL": 1.0})], 2), StreamAppend(market, [promote_v2], 0)]
+        )
+    assert store.view("run", "run-1")["status"] == "RUNNING"  # type: ignore[index]
+    assert store.view("champion", "regime/market")["champion"] == "v1"  # type: ignore[index]
+    # and when both are current, both are
+    written = store.append_all(
+        [StreamAppend(CORE, [committed("run-1", {"AAPL": 1.0})], 2), StreamAppend(market, [promote_v2], 1)]
+    )
+    assert [[e.version for e in events] for events in written] == [[3], [2]]
+    assert store.view("run", "run-1")["status"] == "SUCCEEDED"  # type: ignore[index]
+    assert store.view("champion", "regime/market")["champion"] == "v2"  # type: ignore[index]
