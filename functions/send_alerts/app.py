@@ -1,4 +1,8 @@
-"""Alert: warnings and breaches sent through SNS, Slack and the local log, de-duplicated with a cool-down."""
+"""Alert: warnings and breaches published to SNS and kept in the local log, de-duplicated with a cool-down.
+
+Slack is not called from here: ``notify_slack`` is subscribed to the topic. The cool-down state is in the
+store of record (``SPE_STORE_URI``: SQLite under the data directory by default, ``dynamodb://<table>`` on AWS).
+"""
 
 from __future__ import annotations
 
@@ -9,15 +13,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from portfolio_engine.adapters.factory import build_lake
 from portfolio_engine.adapters.notifiers import build_alert_dispatcher
+from portfolio_engine.adapters.store import build_store
 from portfolio_engine.contracts.risk import AlertInput
 from portfolio_engine.pipeline.alerts import send_alerts
 from portfolio_engine.settings import Settings
 
 SETTINGS = Settings()
-LAKE = build_lake(SETTINGS)
-DISPATCHER = build_alert_dispatcher(SETTINGS, lake=LAKE)
+DISPATCHER = build_alert_dispatcher(SETTINGS, store=build_store(SETTINGS))
 logger = Logger(service="spe-send-alerts")
 tracer = Tracer(service="spe-send-alerts")
 metrics = Metrics(namespace="StochasticPortfolioEngine", service="spe-send-alerts")

@@ -73,7 +73,8 @@ class Settings(BaseSettings):
     cache_ttl_seconds: int | None = Field(default=None, ge=0)
     open_range_ttl_seconds: int | None = Field(default=None, ge=0)
 
-    # Alerts: every alert goes to the local log (<data_dir>/alerts/alerts.jsonl), and to SNS and Slack when set.
+    # Alerts: every alert goes to the local log (<data_dir>/alerts/alerts.jsonl), and to SNS when set; Slack is
+    # an SNS subscriber (functions/notify_slack) that reads the webhook named here.
     alerts_topic_arn: str | None = Field(default=None, description="SNS topic that risk alerts are published to.")
     slack_webhook_secret_id: str | None = Field(
         default=None, description="Secrets Manager id holding the Slack incoming-webhook URL (bare or JSON 'url')."
@@ -83,6 +84,11 @@ class Settings(BaseSettings):
     )
     alert_cooldown_seconds: int = Field(
         default=3600, ge=0, description="An alert is not re-sent within this time unless its severity escalates."
+    )
+    idempotency_table: str | None = Field(
+        default=None,
+        description="DynamoDB table of powertools idempotency records (event-triggered functions: notify_slack); "
+        "unset: those functions act on every delivery.",
     )
 
     @field_validator("validation_calendar", mode="before")

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from aws_lambda_powertools.utilities.parser.models import SnsModel
 
 from portfolio_engine.contracts import (
     DetectRegimeInput,
@@ -65,6 +66,7 @@ MODELS = {
     "run_backtest_window.json": BacktestWindowTask,
     "aggregate_backtest.json": AggregateBacktestInput,
     "backtest.json": BacktestRequest,
+    "notify_slack.json": SnsModel,  # an SNS event as AWS delivers it (the alert's JSON in Sns.Message)
 }
 
 

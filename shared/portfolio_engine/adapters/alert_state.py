@@ -1,10 +1,11 @@
-"""De-duplication state of alerts (:class:`~portfolio_engine.ports.AlertStateStore`): in memory or in the lake.
+"""De-duplication state of alerts (:class:`~portfolio_engine.ports.AlertStateStore`) in memory, and the rule.
 
 Per ``portfolio/limit`` key a store remembers the rank and time of the last alert sent. ``claim`` records a
 send unless one of the same or a higher rank was recorded within the cool-down; ``release`` forgets a claim
-whose delivery failed. A DynamoDB table keyed on the ``portfolio/limit`` key would implement the same port
-atomically for many writers: ``claim`` as one ``PutItem`` with ``ConditionExpression="attribute_not_exists(pk)
-OR sent_at < :cutoff OR #rank < :rank"``, ``release`` as a ``DeleteItem`` conditioned on ``sent_at``.
+whose delivery failed. :func:`claim_allowed` is that rule, shared by every store: the store of record
+implements the port atomically for many writers (``adapters.store``: one ``BEGIN IMMEDIATE`` transaction on
+SQLite, one conditional ``PutItem`` on DynamoDB) and is what the Alert step uses;
+:class:`MemoryAlertStateStore` serves tests and one process.
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ import threading
 from datetime import datetime, timedelta
 from typing import Any
 
-from portfolio_engine.ports import Lake
-
-__all__ = ["LakeAlertStateStore", "MemoryAlertStateStore", "claim_allowed"]
+__all__ = ["MemoryAlertStateStore", "claim_allowed"]
 
 
 def claim_allowed(record: dict[str, Any] | None, *, rank: int, now: datetime, cooldown: timedelta) -> bool:
@@ -43,35 +42,3 @@ class MemoryAlertStateStore:
         with self._lock:
             if self.records.get(key, {}).get("sent_at") == sent_at.isoformat():
                 del self.records[key]
-
-
-class LakeAlertStateStore:
-    """De-duplication state as one JSON document in the lake (``alerts/state.json`` by default).
-
-    Read-modify-write under an in-process lock: right for one writer at a time (a scheduled run, the local
-    runner). Concurrent writers need an atomic conditional write (DynamoDB; see the module docstring).
-    """
-
-    def __init__(self, lake: Lake, key: str = "alerts/state.json") -> None:
-        self.lake = lake
-        self.key = key
-        self._lock = threading.Lock()
-
-    def _read(self) -> dict[str, dict[str, Any]]:
-        return dict(self.lake.get_json(self.key)) if self.lake.exists(self.key) else {}
-
-    def claim(self, key: str, *, rank: int, now: datetime, cooldown: timedelta) -> bool:
-        with self._lock:
-            state = self._read()
-            if not claim_allowed(state.get(key), rank=rank, now=now, cooldown=cooldown):
-                return False
-            state[key] = {"rank": rank, "sent_at": now.isoformat()}
-            self.lake.put_json(self.key, state)
-            return True
-
-    def release(self, key: str, *, sent_at: datetime) -> None:
-        with self._lock:
-            state = self._read()
-            if state.get(key, {}).get("sent_at") == sent_at.isoformat():
-                del state[key]
-                self.lake.put_json(self.key, state)

@@ -1,18 +1,18 @@
-"""Alert notifiers (SNS, Slack, a local log), their fan-out, and de-duplication with a cool-down.
+"""Alert notifiers: SNS, a local log, their fan-out, and de-duplication with a cool-down.
 
-* :class:`SnsNotifier` publishes the alert as JSON with ``severity``/``portfolio``/``limit`` message
-  attributes (subscribers filter on them) and a subject of at most 100 ASCII characters.
-* :class:`SlackNotifier` posts a Block Kit message to an incoming webhook whose URL comes from Secrets
-  Manager or SSM Parameter Store (:func:`slack_webhook_url`); any answer but 2xx is a ``NotificationError``.
+* :class:`SnsNotifier` (in :mod:`~portfolio_engine.adapters.alert_channels`, re-exported here) publishes the
+  alert as JSON with ``severity``/``portfolio``/``limit`` message attributes (subscribers filter on them).
 * :class:`LocalLogNotifier` logs a structured record and appends it to a JSONL file.
 * :class:`AlertDispatcher` fans an alert out to every channel, reports each channel's outcome, always writes
   the local log (so an alert is never lost when a channel fails), and drops duplicates: the same
   ``portfolio/limit`` is not re-sent within the cool-down unless its severity escalates. A claim whose every
   remote delivery failed is released, so the next evaluation tries again.
 
-The de-duplication state sits behind :class:`~portfolio_engine.ports.AlertStateStore`: in memory, or one JSON
-document in the lake (``adapters.alert_state``, re-exported here). Where several writers share it (Lambda), a
-DynamoDB table keyed on ``portfolio/limit`` with conditional writes is the natural store (see that module).
+The Alert step publishes to SNS only (:func:`build_alert_dispatcher`); Slack is a subscriber of the topic
+(``functions/notify_slack``, which posts :func:`slack_payload` through :class:`SlackNotifier`, both re-exported
+here). The de-duplication state sits behind :class:`~portfolio_engine.ports.AlertStateStore`: the store of
+record (:func:`~portfolio_engine.adapters.store.build_store`: SQLite under the data directory, DynamoDB on AWS,
+both claiming atomically), or memory (``adapters.alert_state``) for tests and one-off monitors.
 """
 
 from __future__ import annotations
@@ -26,13 +26,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-import boto3
-import requests
-from botocore.exceptions import BotoCoreError, ClientError
-
-from portfolio_engine.adapters.alert_state import LakeAlertStateStore, MemoryAlertStateStore
+from portfolio_engine.adapters.alert_channels import (
+    SlackNotifier,
+    SnsNotifier,
+    alert_from_sns_message,
+    slack_payload,
+    slack_webhook_url,
+    sns_subject,
+)
+from portfolio_engine.adapters.alert_state import MemoryAlertStateStore
+from portfolio_engine.adapters.store import build_store
 from portfolio_engine.exceptions import ConfigurationError, NotificationError
-from portfolio_engine.ports import AlertStateStore, Lake, Notifier
+from portfolio_engine.ports import AlertStateStore, Notifier
 from portfolio_engine.risk.alerts import Alert
 from portfolio_engine.settings import Settings
 
@@ -40,11 +45,11 @@ __all__ = [
     "AlertDispatcher",
     "ChannelOutcome",
     "DispatchOutcome",
-    "LakeAlertStateStore",
     "LocalLogNotifier",
     "MemoryAlertStateStore",
     "SlackNotifier",
     "SnsNotifier",
+    "alert_from_sns_message",
     "build_alert_dispatcher",
     "slack_payload",
     "slack_webhook_url",
@@ -53,202 +58,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 _LOG_LEVELS = {"warning": logging.WARNING, "breach": logging.ERROR, "critical": logging.CRITICAL}
-_EMOJI = {"warning": ":large_yellow_circle:", "breach": ":red_circle:", "critical": ":rotating_light:"}
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-# ---------------------------------------------------------------------------------------------- SNS
-def sns_subject(alert: Alert) -> str:
-    """The SNS subject: printable ASCII, one line, at most 100 characters (SNS's limits)."""
-    text = f"[SPE] {alert.title}"
-    ascii_text = "".join(c if 32 <= ord(c) < 127 else "?" for c in text)
-    return ascii_text if len(ascii_text) <= 100 else ascii_text[:97] + "..."
-
-
-class SnsNotifier:
-    """Publish alerts to an SNS topic.
-
-    Parameters
-    ----------
-    topic_arn : str
-    client : botocore client, optional
-        An SNS client; built from ``endpoint_url`` and ``region`` when None.
-    endpoint_url : str, optional
-        moto server, LocalStack; None for AWS.
-    region : str, default "us-east-1"
-    """
-
-    name = "sns"
-
-    def __init__(
-        self, topic_arn: str, *, client: Any = None, endpoint_url: str | None = None, region: str = "us-east-1"
-    ) -> None:
-        self.topic_arn = topic_arn
-        self.client = client or boto3.client("sns", endpoint_url=endpoint_url, region_name=region)
-
-    def send(self, alert: Alert) -> str:
-        """Publish ``alert`` (JSON body) and return the SNS message id.
-
-        Raises
-        ------
-        NotificationError
-            If SNS refuses the message or cannot be reached.
-        """
-        attributes: dict[str, Any] = {
-            key: {"DataType": "String", "StringValue": value}
-            for key, value in (("severity", alert.severity), ("portfolio", alert.portfolio), ("limit", alert.limit))
-        }
-        try:
-            answer = self.client.publish(
-                TopicArn=self.topic_arn,
-                Subject=sns_subject(alert),
-                Message=json.dumps(alert.to_dict(), sort_keys=True, default=str),
-                MessageAttributes=attributes,
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise NotificationError(
-                f"SNS did not accept the alert {alert.dedup_key!r} for topic {self.topic_arn!r}: {exc}",
-                hint="Check SPE_ALERTS_TOPIC_ARN, the region, and that this role may call sns:Publish.",
-            ) from exc
-        return str(answer["MessageId"])
-
-
-# -------------------------------------------------------------------------------------------- Slack
-def _escape(text: str) -> str:
-    # Slack's mrkdwn reserves these three characters.
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def slack_payload(alert: Alert) -> dict[str, Any]:
-    """The Block Kit message of an alert: a header, the figures as fields, the message, and a context line."""
-    fields = [
-        ("Portfolio", alert.portfolio),
-        ("Limit", f"`{alert.limit}`"),
-        ("Value", f"{alert.value:.6g}"),
-        ("Threshold", f"{alert.threshold:.6g}"),
-        ("Severity", alert.severity),
-    ]
-    if alert.run_id:
-        fields.append(("Run", alert.run_id))
-    context = f"dedup key `{_escape(alert.dedup_key)}`"
-    if alert.as_of is not None:
-        context += f" | as of {alert.as_of.isoformat()}"
-    return {
-        "text": _escape(alert.message),  # the fallback shown in notifications
-        "blocks": [
-            {"type": "header", "text": {"type": "plain_text", "text": alert.title[:150], "emoji": True}},
-            {
-                "type": "section",
-                "fields": [{"type": "mrkdwn", "text": f"*{label}*\n{_escape(value)}"} for label, value in fields],
-            },
-            {
-                "type": "section",
-                "text": {"type": "mrkdwn", "text": f"{_EMOJI[alert.severity]} {_escape(alert.message)}"},
-            },
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
-        ],
-    }
-
-
-def slack_webhook_url(
-    *,
-    secret_id: str | None = None,
-    ssm_parameter: str | None = None,
-    endpoint_url: str | None = None,
-    region: str = "us-east-1",
-) -> str:
-    """The Slack webhook URL stored in Secrets Manager (bare, or JSON with ``url``/``webhook_url``) or SSM.
-
-    Raises
-    ------
-    ConfigurationError
-        If neither is named, the secret or parameter cannot be read, or it does not hold an https URL.
-    """
-    if secret_id:
-        secrets = boto3.client("secretsmanager", endpoint_url=endpoint_url, region_name=region)
-        where = f"secret {secret_id!r}"
-        try:
-            stored = secrets.get_secret_value(SecretId=secret_id)["SecretString"]
-        except (ClientError, BotoCoreError, KeyError) as exc:
-            raise ConfigurationError(
-                f"Cannot read the Slack webhook from {where}: {exc}",
-                hint="Check the secret exists and this role may call secretsmanager:GetSecretValue.",
-            ) from exc
-        try:
-            document = json.loads(stored)
-        except json.JSONDecodeError:
-            document = stored
-        if isinstance(document, dict):
-            document = document.get("webhook_url") or document.get("url") or ""
-    elif ssm_parameter:
-        ssm = boto3.client("ssm", endpoint_url=endpoint_url, region_name=region)
-        where = f"SSM parameter {ssm_parameter!r}"
-        try:
-            document = ssm.get_parameter(Name=ssm_parameter, WithDecryption=True)["Parameter"]["Value"]
-        except (ClientError, BotoCoreError, KeyError) as exc:
-            raise ConfigurationError(
-                f"Cannot read the Slack webhook from {where}: {exc}",
-                hint="Check the parameter exists and this role may call ssm:GetParameter (and kms:Decrypt).",
-            ) from exc
-    else:
-        raise ConfigurationError(
-            "No Slack webhook configured.",
-            hint="Set SPE_SLACK_WEBHOOK_SECRET_ID (Secrets Manager) or SPE_SLACK_WEBHOOK_SSM_PARAMETER (SSM).",
-        )
-    url = str(document).strip()
-    if not url.startswith("https://"):
-        raise ConfigurationError(
-            f"{where} does not hold an https URL (it starts {url[:12]!r}).",
-            hint='Store the incoming-webhook URL itself, or JSON {"url": "https://hooks.slack.com/services/..."}.',
-        )
-    return url
-
-
-class SlackNotifier:
-    """Post alerts to a Slack incoming webhook (Block Kit).
-
-    Parameters
-    ----------
-    webhook_url : str
-        The incoming webhook's URL (see :func:`slack_webhook_url`).
-    timeout : float, default 5.0
-        Seconds to wait for Slack (connect and read).
-    session : requests.Session, optional
-    """
-
-    name = "slack"
-
-    def __init__(self, webhook_url: str, *, timeout: float = 5.0, session: requests.Session | None = None) -> None:
-        self.webhook_url = webhook_url
-        self.timeout = timeout
-        self.session = session or requests.Session()
-
-    def send(self, alert: Alert) -> str:
-        """Post ``alert``; returns Slack's answer (``"ok"``).
-
-        Raises
-        ------
-        NotificationError
-            On a network error or any status but 2xx (Slack names the problem in the body:
-            ``invalid_payload``, ``no_service``, ``channel_is_archived``, ...).
-        """
-        try:
-            answer = self.session.post(self.webhook_url, json=slack_payload(alert), timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise NotificationError(
-                f"Slack could not be reached for alert {alert.dedup_key!r}: {type(exc).__name__}: {exc}",
-                hint="Check the network and the webhook URL; the alert is kept in the local log.",
-            ) from exc
-        if not 200 <= answer.status_code < 300:
-            raise NotificationError(
-                f"Slack refused alert {alert.dedup_key!r}: HTTP {answer.status_code} {answer.text[:200]!r}.",
-                hint="400 invalid_payload: a block is malformed; 403/404/410: the webhook was revoked or its "
-                "channel archived (store a new URL in the secret); 5xx: retry later.",
-            )
-        return answer.text or "ok"
 
 
 # ---------------------------------------------------------------------------------------- local log
@@ -330,11 +143,11 @@ class AlertDispatcher:
     Parameters
     ----------
     channels : sequence of Notifier
-        Remote channels (SNS, Slack), tried in order; one failing does not stop the others.
+        Remote channels (SNS), tried in order; one failing does not stop the others.
     local : LocalLogNotifier
         Records every alert, its status and each channel's outcome, whatever happens.
     store : AlertStateStore
-        De-duplication state.
+        De-duplication state (the store of record, or memory).
     cooldown_seconds : float, default 3600
         An alert of the same portfolio and limit, not more severe, is suppressed for this long after one sent.
     clock : callable returning an aware datetime, optional
@@ -385,36 +198,41 @@ class AlertDispatcher:
 
 
 def build_alert_dispatcher(
-    settings: Settings, *, lake: Lake | None = None, clock: Callable[[], datetime] = _utcnow
+    settings: Settings,
+    *,
+    store: AlertStateStore | None = None,
+    lake: object | None = None,
+    clock: Callable[[], datetime] = _utcnow,
 ) -> AlertDispatcher:
-    """The dispatcher the settings describe: SNS and Slack when configured, the local log always.
+    """The dispatcher the settings describe: SNS when ``SPE_ALERTS_TOPIC_ARN`` is set, the local log always.
 
-    The log is ``<data_dir>/alerts/alerts.jsonl``; de-duplication state lives in ``lake`` when given
-    (``alerts/state.json``), else in memory.
+    Slack is not a channel of this dispatcher: ``functions/notify_slack`` posts what the topic receives.
+
+    Parameters
+    ----------
+    settings : Settings
+    store : AlertStateStore, optional
+        The cool-down state; the store of record the settings name (``build_store``) when None.
+    lake : object, optional
+        Ignored: the cool-down state moved from the lake to the store of record. Accepted until every caller
+        stops passing it.
+    clock : callable returning an aware datetime, optional
 
     Raises
     ------
     ConfigurationError
-        If the Slack webhook is configured but cannot be read.
+        If the store URI is not one the engine knows.
     """
+    del lake  # see the docstring
     channels: list[Notifier] = []
     if settings.alerts_topic_arn:
         channels.append(
             SnsNotifier(settings.alerts_topic_arn, endpoint_url=settings.aws_endpoint_url, region=settings.aws_region)
         )
-    if settings.slack_webhook_secret_id or settings.slack_webhook_ssm_parameter:
-        url = slack_webhook_url(
-            secret_id=settings.slack_webhook_secret_id,
-            ssm_parameter=settings.slack_webhook_ssm_parameter,
-            endpoint_url=settings.aws_endpoint_url,
-            region=settings.aws_region,
-        )
-        channels.append(SlackNotifier(url))
-    store: AlertStateStore = LakeAlertStateStore(lake) if lake is not None else MemoryAlertStateStore()
     return AlertDispatcher(
         channels,
         local=LocalLogNotifier(settings.data_dir / "alerts" / "alerts.jsonl"),
-        store=store,
+        store=store if store is not None else build_store(settings),
         cooldown_seconds=settings.alert_cooldown_seconds,
         clock=clock,
     )

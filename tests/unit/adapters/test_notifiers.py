@@ -1,5 +1,6 @@
 """Alert notifiers: SNS on moto's server (read back through SQS), Slack through ``responses``, the webhook from
-Secrets Manager and SSM on moto's server, the local log, fan-out, and de-duplication with an injected clock."""
+Secrets Manager and SSM on moto's server, the local log, fan-out, and de-duplication with an injected clock and
+its state in the store of record (SQLite in a temporary folder, DynamoDB on moto's server)."""
 
 from __future__ import annotations
 
@@ -14,21 +15,22 @@ import pytest
 import requests
 import responses
 
-from portfolio_engine.adapters.lake import ParquetLake
 from portfolio_engine.adapters.notifiers import (
     AlertDispatcher,
-    LakeAlertStateStore,
     LocalLogNotifier,
     MemoryAlertStateStore,
     SlackNotifier,
     SnsNotifier,
+    alert_from_sns_message,
     build_alert_dispatcher,
     slack_payload,
     slack_webhook_url,
     sns_subject,
 )
+from portfolio_engine.adapters.store import open_store
+from portfolio_engine.adapters.store.dynamodb import DynamoStore
 from portfolio_engine.exceptions import ConfigurationError, NotificationError
-from portfolio_engine.ports import AlertStateStore, Notifier
+from portfolio_engine.ports import AlertStateStore, Notifier, Store
 from portfolio_engine.risk.alerts import Alert
 from portfolio_engine.settings import Settings
 
@@ -112,6 +114,15 @@ def test_sns_publishes_the_alert_with_attributes_read_back_through_sqs(aws_env: 
     attributes = {k: v["Value"] for k, v in envelope["MessageAttributes"].items()}
     assert attributes == {"severity": "critical", "portfolio": "core-equity", "limit": "max_var_95_1d"}
     assert isinstance(notifier, Notifier)
+    # And a subscriber reads the alert back from the body
+    assert alert_from_sns_message(envelope["Message"]) == alert
+
+
+@pytest.mark.parametrize("body", ["not json", "[1, 2]", '{"portfolio": "p"}', '{"portfolio": "p", "limit": "x"}'])
+def test_a_body_that_is_not_an_alert_is_a_notification_error(body: str) -> None:
+    with pytest.raises(NotificationError, match="not an alert") as info:
+        alert_from_sns_message(body)
+    assert "SnsNotifier" in info.value.hint
 
 
 def test_the_sns_subject_is_ascii_and_at_most_100_characters() -> None:
@@ -299,25 +310,37 @@ def test_when_every_channel_fails_the_alert_is_logged_and_retried_next_time(tmp_
     assert [e["status"] for e in dispatcher.local.entries()] == ["failed", "failed"]
 
 
-@pytest.mark.parametrize("where", ["local", "s3"])
-def test_the_lake_store_keeps_the_cool_down_across_processes(where: str, tmp_path: Path, request) -> None:
-    # Given a lake (a folder, or a bucket on moto's server) holding the de-duplication state
-    uri = str(tmp_path / "lake") if where == "local" else request.getfixturevalue("s3_lake_uri")
-    endpoint = None if where == "local" else request.getfixturevalue("aws_env")
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The store of record: a SQLite file in a temporary folder, or a table on moto's server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    aws_env = request.getfixturevalue("aws_env")
+    table = f"spe-alerts-{abs(hash(request.node.nodeid)) % 10**8}"
+    DynamoStore(table, endpoint_url=aws_env).create_table()
+    return f"dynamodb://{table}"
+
+
+def test_the_store_of_record_keeps_the_cool_down_across_processes(store_uri: str, tmp_path: Path) -> None:
+    # Given the store of record holding the de-duplication state
     clock = Clock()
-    first = _dispatcher(tmp_path, [Recorder()], clock, LakeAlertStateStore(ParquetLake(uri, endpoint_url=endpoint)))
+    first = _dispatcher(tmp_path, [Recorder()], clock, open_store(store_uri))
     assert first.dispatch(_alert()).status == "sent"
 
-    # When a new dispatcher (a new process) reads the same lake
-    store = LakeAlertStateStore(ParquetLake(uri, endpoint_url=endpoint))
+    # When a new dispatcher (a new process) opens the same store
+    store = open_store(store_uri)
     second = _dispatcher(tmp_path, [Recorder()], clock.at(30), store)
 
-    # Then the duplicate is still suppressed, and the state is a readable JSON document
+    # Then the duplicate is still suppressed and an escalation is sent
     assert second.dispatch(_alert()).status == "suppressed"
     assert second.dispatch(_alert("critical")).status == "sent"
-    document = ParquetLake(uri, endpoint_url=endpoint).get_json("alerts/state.json")
-    assert document == {"core-equity/max_var_95_1d": {"rank": 3, "sent_at": (T0 + timedelta(minutes=30)).isoformat()}}
-    assert isinstance(store, AlertStateStore) and isinstance(MemoryAlertStateStore(), AlertStateStore)
+    assert second.dispatch(_alert("critical")).status == "suppressed"
+    # And a claim whose delivery failed is released in the store too
+    failing = _dispatcher(tmp_path, [Recorder(fail=True)], clock.at(31), store)
+    assert failing.dispatch(_alert(limit="max_weight")).status == "failed"
+    assert second.dispatch(_alert(limit="max_weight")).status == "sent"
+    assert isinstance(store, Store) and isinstance(store, AlertStateStore)
+    assert isinstance(MemoryAlertStateStore(), AlertStateStore)
 
 
 def test_a_negative_cool_down_is_a_configuration_error(tmp_path: Path) -> None:
@@ -328,8 +351,8 @@ def test_a_negative_cool_down_is_a_configuration_error(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------ wiring
-def test_the_dispatcher_is_built_from_settings(aws_env: str, data_dir: Path) -> None:
-    # Given a topic and a webhook in SSM on moto's server, named by settings
+def test_the_dispatcher_is_built_from_settings_and_publishes_to_sns_only(aws_env: str, data_dir: Path) -> None:
+    # Given a topic and a Slack webhook in SSM on moto's server, both named by settings
     topic_arn, queue_url = _topic_with_queue(aws_env, "spe-alerts-settings")
     boto3.client("ssm", endpoint_url=aws_env, region_name="us-east-1").put_parameter(
         Name="/spe/slack/settings", Value=WEBHOOK, Type="SecureString", Overwrite=True
@@ -338,15 +361,21 @@ def test_the_dispatcher_is_built_from_settings(aws_env: str, data_dir: Path) -> 
         alerts_topic_arn=topic_arn, slack_webhook_ssm_parameter="/spe/slack/settings", alert_cooldown_seconds=900
     )
 
-    # When the dispatcher is built and used
+    # When the dispatcher is built and used (any request to Slack would fail: none is registered)
     dispatcher = build_alert_dispatcher(settings, clock=Clock())
-    with responses.RequestsMock() as mocked:
-        mocked.post(WEBHOOK, body="ok")
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mocked:
         outcome = dispatcher.dispatch(_alert())
+        assert len(mocked.calls) == 0
 
-    # Then it sends to SNS and Slack, logs under the data directory, and keeps the configured cool-down
-    assert [c.channel for c in outcome.channels] == ["sns", "slack"] and outcome.status == "sent"
+    # Then it publishes to SNS only (Slack subscribes to the topic), logs under the data directory, keeps the
+    # configured cool-down, and its state is the store of record under the data directory, not the lake
+    assert [c.channel for c in outcome.channels] == ["sns"] and outcome.status == "sent"
     assert all(c.delivered for c in outcome.channels) and len(_received(aws_env, queue_url)) == 1
     assert dispatcher.local.path == settings.data_dir / "alerts" / "alerts.jsonl" and dispatcher.local.entries()
     assert dispatcher.cooldown == timedelta(seconds=900)
+    assert isinstance(dispatcher.store, Store) and dispatcher.store.uri == settings.resolved_store_uri()
+    assert (settings.data_dir / "store.db").exists() and not (settings.data_dir / "lake" / "alerts").exists()
+    assert not open_store(settings.resolved_store_uri()).claim(
+        "core-equity/max_var_95_1d", rank=2, now=T0 + timedelta(minutes=1), cooldown=timedelta(seconds=900)
+    )
     assert build_alert_dispatcher(Settings()).channels == []
