@@ -39,4 +39,6 @@ def lambda_handler(event: IngestInput, context: LambdaContext) -> dict[str, Any]
     )
     metrics.add_metric(name="RowsNew", unit=MetricUnit.Count, value=output.rows_new)
     metrics.add_metric(name="RowsUpdated", unit=MetricUnit.Count, value=output.rows_updated)
+    metrics.add_metric(name="RowsQuarantined", unit=MetricUnit.Count, value=output.rows_quarantined)
+    metrics.add_metric(name="RowsDropped", unit=MetricUnit.Count, value=output.rows_dropped)
     return output.model_dump(mode="json")

@@ -17,13 +17,18 @@ Zone = Literal["raw", "curated"]
 
 @dataclass(frozen=True)
 class UpsertResult:
-    """What one write of bars changed in the lake."""
+    """What one write of bars changed in the lake.
+
+    ``rows_superseded`` counts the earlier versions a raw write kept as history (its updated and
+    deleted rows); the curated zone keeps none.
+    """
 
     rows_new: int
     rows_updated: int
     rows_unchanged: int
     partitions_written: int
     rows_deleted: int = 0
+    rows_superseded: int = 0
 
     def to_dict(self) -> dict[str, int]:
         return {
@@ -31,6 +36,7 @@ class UpsertResult:
             "rows_updated": self.rows_updated,
             "rows_unchanged": self.rows_unchanged,
             "rows_deleted": self.rows_deleted,
+            "rows_superseded": self.rows_superseded,
             "partitions_written": self.partitions_written,
         }
 
@@ -126,7 +132,26 @@ class Lake(Protocol):
         zone: Zone,
         interval: str = "1d",
         replace: Collection[str] = (),
-    ) -> UpsertResult: ...
+        ingest_id: str | None = None,
+    ) -> UpsertResult:
+        """Upsert bars; in the raw zone, keep the earlier version of every value changed or deleted."""
+        ...
+
+    def raw_history(
+        self,
+        source: str,
+        symbols: Sequence[str] | None = None,
+        start: date | pd.Timestamp | None = None,
+        end: date | pd.Timestamp | None = None,
+        *,
+        interval: str = "1d",
+    ) -> pd.DataFrame:
+        """Every stored version of the matching raw bars, with who wrote and who superseded each."""
+        ...
+
+    def write_quarantine(self, rows: pd.DataFrame, source: str, *, ingest_id: str, interval: str = "1d") -> str:
+        """Keep rows an ingest refused to store; returns their key."""
+        ...
 
     def write_features(self, features: pd.DataFrame, key: str, manifest: dict[str, Any]) -> str: ...
 

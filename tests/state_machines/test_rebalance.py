@@ -118,16 +118,16 @@ def test_a_malformed_request_fails_with_the_parser_error_as_cause(data_dir: Path
     assert "surprise" in result.cause and "Extra inputs are not permitted" in result.cause
 
 
-def _write_prices(path: Path, broken: bool) -> Path:
+def _write_prices(path: Path, broken: bool, bad: float = -1.0, days: int | None = None) -> Path:
     px = pd.read_csv(
         Path(__file__).resolve().parents[2] / "shared/portfolio_engine/resources/bundled/sp500_dataset.csv.gz",
         index_col=0,
         parse_dates=True,
     )[["AAPL", "KO"]].loc["2019"]
     if broken:
-        px.iloc[100:120, 1] = -1.0  # 20 days of negative prices for KO: beyond any forward-fill
+        px.iloc[100:120, 1] = bad  # 20 days of bad prices for KO: beyond any forward-fill
     px.index.name = "date"
-    px.to_csv(path)
+    px.iloc[:days].to_csv(path)
     return path
 
 
@@ -156,16 +156,47 @@ def test_bad_user_data_is_never_used_silently(data_dir: Path, tmp_path: Path, po
 
 
 def test_a_symbol_quarantined_later_loses_its_curated_history(data_dir: Path, tmp_path: Path) -> None:
-    # Given a clean run that curated AAPL and KO
+    # Given a clean run that curated AAPL and KO over the first 100 days of 2019
     payload = {"source": "file", "symbols": ["AAPL", "KO"], "validation_policy": "quarantine"}
-    clean, _ = _run({**payload, "file_uri": str(_write_prices(tmp_path / "clean.csv", broken=False))}, "run-clean")
+    clean_file = _write_prices(tmp_path / "clean.csv", broken=False, days=100)
+    clean, _ = _run({**payload, "file_uri": str(clean_file)}, "run-clean")
     lake = ParquetLake(str(data_dir / "lake"))
     assert clean.succeeded and [c.symbol for c in lake.inventory("file")] == ["AAPL", "KO"]
-    # When the source later delivers broken KO prices and the run quarantines KO
+    # When the source later delivers the year with broken KO prices on new days and the run quarantines KO
     broken, _ = _run({**payload, "file_uri": str(_write_prices(tmp_path / "broken.csv", broken=True))}, "run-broken")
     # Then KO's earlier curated bars are gone too: nothing downstream can read them
     assert broken.succeeded and broken.output["validation"]["quarantined"] == ["KO"]
     assert [c.symbol for c in lake.inventory("file")] == ["AAPL"]
+
+
+@pytest.mark.parametrize("bad", [-1.0, 0.0, float("nan")], ids=["negative", "zero", "blank"])
+def test_a_good_stored_price_survives_a_bad_file(data_dir: Path, tmp_path: Path, bad: float) -> None:
+    # Given a clean run that stored and curated AAPL and KO over 2019
+    payload = {"source": "file", "symbols": ["AAPL", "KO"], "benchmarks": [], "validation_policy": "forward_fill"}
+    clean, _ = _run({**payload, "file_uri": str(_write_prices(tmp_path / "clean.csv", broken=False))}, "run-clean")
+    assert clean.succeeded, clean.cause
+    lake = ParquetLake(str(data_dir / "lake"))
+    raw, curated = lake.read_bars("file", zone="raw"), lake.read_bars("file")
+    # When the same file comes back with 20 bad KO prices on days the lake holds
+    file = _write_prices(tmp_path / "bad.csv", broken=True, bad=bad)
+    result, _ = _run({**payload, "file_uri": str(file)}, "run-bad")
+    # Then the run succeeds on the good prices: raw and curated bars are exactly as before, KO is cleared
+    assert result.succeeded, result.cause
+    pd.testing.assert_frame_equal(lake.read_bars("file", zone="raw"), raw)
+    pd.testing.assert_frame_equal(lake.read_bars("file"), curated)
+    assert result.output["validation"]["quarantined"] == [] and result.output["validation"]["forward_filled"] == 0
+    # and the 20 refused rows are reported: quarantined (negative, zero) or dropped (a blank cell)
+    ingest = result.output["ingest"]
+    assert ingest["restated"] == [] and ingest["rows_updated"] == 0
+    report = lake.get_json(ingest["report_key"])
+    if pd.isna(bad):  # the wide CSV has a blank cell, which the file source drops and counts
+        assert (ingest["rows_dropped"], ingest["rows_quarantined"]) == (20, 0)
+        assert [(r["symbol"], r["reason"]) for r in report["dropped"]] == [("KO", "no price")] * 20
+    else:
+        assert (ingest["rows_quarantined"], ingest["rows_dropped"]) == (20, 0)
+        assert {r["symbol"] for r in report["quarantined"]} == {"KO"}
+        assert all(r["rejected"]["close"] == bad and r["kept"]["close"] > 0 for r in report["quarantined"])
+        assert len(pd.read_parquet(data_dir / "lake" / ingest["quarantine_key"])) == 20
 
 
 @pytest.mark.slow

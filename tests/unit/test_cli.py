@@ -137,3 +137,18 @@ def test_regime_commands_fail_clearly_without_a_model_or_with_bad_options(data_d
     assert code == 1 and error["error"] == "ConfigurationError" and "covariance_type" in error["message"]
     code, error = _json(["regime", "show", "--chart", str(tmp_path / "x.pdf"), "--json"])
     assert code == 1 and error["error"] == "ConfigurationError"
+
+
+def test_data_ingest_says_what_it_did_not_store(data_dir: Path, tmp_path: Path) -> None:
+    # Given a user file ingested, then the same file with a negative price for a stored day
+    file = tmp_path / "mine.csv"
+    prices = pd.DataFrame({"Date": pd.bdate_range("2021-01-04", periods=5), "Ticker": "ZZZ", "Close": 100.0})
+    prices.to_csv(file, index=False)
+    assert runner.invoke(app, ["data", "ingest", "--source", "file", "--file", str(file)]).exit_code == 0
+    prices.loc[2, "Close"] = -1.0
+    prices.to_csv(file, index=False)
+    # When it is ingested again
+    result = runner.invoke(app, ["data", "ingest", "--source", "file", "--file", str(file)])
+    # Then the printout says the bad row was quarantined, the stored value kept, and where the report is
+    assert result.exit_code == 0, result.stderr
+    assert "1 row(s) quarantined" in result.stdout and "reports/ingest/" in result.stdout

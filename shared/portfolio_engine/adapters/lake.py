@@ -2,17 +2,23 @@
 
 Layout under the lake root::
 
-    raw/prices/source=<source>/year=<YYYY>/part-0.parquet      daily bars as the source gave them
+    raw/prices/source=<source>/year=<YYYY>/part-0.parquet      daily bars as the source gave them: the current
+                                                               value of each (symbol, date), with the ingest
+                                                               that wrote it (``ingest_id``, ``ingested_at``)
+    raw/history/prices/source=<source>/year=<YYYY>/<ingest>.parquet  earlier values the ingest superseded
     curated/prices/source=<source>/year=<YYYY>/part-0.parquet  daily bars that passed validation (what is used)
     <zone>/prices_<interval>/source=...                        intraday bars (``prices_5m``), same layout
+    quarantine/prices/source=<source>/<ingest>.parquet         bars an ingest refused to store (see ingest)
     features/version=<spec>/dataset=<data>/year=<YYYY>/... a feature set: definition x (source, interval, universe)
     features/version=<spec>/dataset=<data>/_manifest.json  written last: the set is complete and what it holds
     reference/<name>.parquet                               reference tables (factors, yield curve)
-    reports/<kind>/<id>.json                               validation reports, run summaries
+    reports/<kind>/<id>.json                               ingest and validation reports, run summaries
 
 Ingest writes the raw zone; validation reads it and writes the curated zone, so bad data is kept
-for inspection but never used. Hive partitions let a range or universe read prune files (``year``)
-and push filters into the scan
+for inspection but never used. The raw zone is history: a write that changes or deletes a stored
+(symbol, date) first appends the earlier version to ``raw/history`` (``raw_history`` reads every
+version); a write that changes nothing writes nothing. The curated zone holds only what is in force.
+Hive partitions let a range or universe read prune files (``year``) and push filters into the scan
 (``symbol``, ``date``). Writes replace whole partition files: locally through a temporary file and
 an atomic rename, on S3 with one PUT per object, so a reader never sees half a partition.
 """
@@ -21,8 +27,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 from urllib.parse import urlparse
@@ -52,9 +60,19 @@ BAR_SCHEMA = pa.schema(
         ("volume", pa.float64()),
     ]
 )
+#: Which write put a raw bar's value there: the ingest (run) id and when it wrote it.
+VERSION_COLUMNS: tuple[str, ...] = ("ingest_id", "ingested_at")
+RAW_SCHEMA = BAR_SCHEMA.append(pa.field("ingest_id", pa.string())).append(
+    pa.field("ingested_at", pa.timestamp("us", tz="UTC"))
+)
+#: A superseded raw version, and the write that superseded it.
+HISTORY_SCHEMA = RAW_SCHEMA.append(pa.field("superseded_by", pa.string())).append(
+    pa.field("superseded_at", pa.timestamp("us", tz="UTC"))
+)
 _PART = "part-0.parquet"
 _MANIFEST = "_manifest.json"
 ZONES: tuple[str, ...] = ("raw", "curated")
+_YEAR = pa.schema([("year", pa.int32())])
 
 
 def filesystem_for(
@@ -177,8 +195,10 @@ class ParquetLake:
     def _prices_dir(self, source: str, zone: Zone, interval: str) -> str:
         if zone not in ZONES:
             raise LakeError(f"Unknown lake zone {zone!r}.", hint=f"Use one of {ZONES}.")
-        dataset = "prices" if interval == "1d" else f"prices_{interval}"
-        return self._path(zone, dataset, f"source={source}")
+        return self._path(zone, _dataset(interval), f"source={source}")
+
+    def _history_dir(self, source: str, interval: str) -> str:
+        return self._path("raw", "history", _dataset(interval), f"source={source}")
 
     def write_bars(
         self,
@@ -188,45 +208,90 @@ class ParquetLake:
         zone: Zone,
         interval: str = "1d",
         replace: Collection[str] = (),
+        ingest_id: str | None = None,
     ) -> UpsertResult:
         """Write canonical bars for one source.
 
         By default an upsert: new (symbol, date) rows are added and existing ones replaced; writing
-        the same bars twice changes nothing (the second result counts them all as unchanged). The
-        bars are the complete history of the symbols in ``replace``: their rows that the write does
-        not contain are deleted, a symbol with no bar in the write included (validation writes the
-        curated zone this way, so dropped rows and quarantined symbols do not linger).
+        the same bars twice changes nothing (the second result counts them all as unchanged, and no
+        file is written). The bars are the complete history of the symbols in ``replace``: their rows
+        that the write does not contain are deleted, a symbol with no bar in the write included
+        (validation writes the curated zone this way, so dropped rows and quarantined symbols do not
+        linger).
+
+        In the raw zone nothing is lost: each bar carries the ``ingest_id`` and ``ingested_at`` of
+        the write that stored its value, and the earlier version of a bar this write changes or
+        deletes is first appended to ``raw/history/`` (``rows_superseded``; read it with
+        ``raw_history``). The curated zone keeps only what is in force.
+
+        Parameters
+        ----------
+        ingest_id : str, optional
+            The raw versions' ingest id (ingest passes its run id, so a retried run rewrites the same
+            history object); a fresh timestamped id by default. Ignored for the curated zone.
 
         Raises
         ------
         LakeError
-            On duplicate (symbol, date) rows in the write, or when the lake cannot be written.
+            On duplicate (symbol, date) rows or rows without a date or symbol in the write, or when the
+            lake cannot be written.
         """
         bars = conform_bars(bars)
+        keyless = bars["date"].isna() | bars["symbol"].isna()
+        if keyless.any():
+            raise LakeError(
+                f"{int(keyless.sum())} row(s) without a date or symbol in the write.",
+                hint="Drop (and report) rows without a date or symbol before writing bars.",
+            )
         if bars.duplicated(["symbol", "date"]).any():
             raise LakeError(
                 f"{int(bars.duplicated(['symbol', 'date']).sum())} duplicate (symbol, date) rows in the write.",
                 hint="Validate the bars (duplicates are an error) before writing them.",
             )
         directory = self._prices_dir(source, zone, interval)
+        stamp = _Stamp.new(ingest_id) if zone == "raw" else None
+        schema = RAW_SCHEMA if stamp is not None else BAR_SCHEMA
         chunks = {int(year): chunk for year, chunk in bars.groupby(bars["date"].dt.year, sort=True)}
         replaced = set(replace)
         years = set(chunks) | (set(self._partition_years(directory)) if replaced else set())
-        counts = dict.fromkeys(("new", "updated", "unchanged", "deleted", "written"), 0)
+        counts = dict.fromkeys(("new", "updated", "unchanged", "deleted", "superseded", "written"), 0)
         for year in sorted(years):
             path = f"{directory}/year={year}/{_PART}"
             chunk = chunks.get(year, bars.iloc[:0])
             existing = self._read_table(path).to_pandas() if self._exists(path) else None
-            out = _merge_partition(existing, chunk, replaced, counts)
-            if out is None:
+            merged = _merge_partition(existing, chunk, replaced, counts, stamp)
+            if merged is None:
                 continue
-            self._write_table(path, pa.Table.from_pandas(out, schema=BAR_SCHEMA, preserve_index=False))
+            out, superseded = merged
+            if stamp is not None and len(superseded):
+                # History first: a crash between the two writes leaves the old value in both places, never in none.
+                self._append_history(superseded, source, interval, year, stamp.ingest_id)
+                counts["superseded"] += len(superseded)
+            self._write_table(path, pa.Table.from_pandas(out, schema=schema, preserve_index=False))
             counts["written"] += 1
         result = UpsertResult(
-            counts["new"], counts["updated"], counts["unchanged"], counts["written"], rows_deleted=counts["deleted"]
+            counts["new"],
+            counts["updated"],
+            counts["unchanged"],
+            counts["written"],
+            rows_deleted=counts["deleted"],
+            rows_superseded=counts["superseded"],
         )
-        logger.info("lake write", extra={"source": source, "zone": zone, **result.to_dict()})
+        logger.info(
+            "lake write",
+            extra={"source": source, "zone": zone, "ingest_id": stamp and stamp.ingest_id, **result.to_dict()},
+        )
         return result
+
+    def _append_history(self, superseded: pd.DataFrame, source: str, interval: str, year: int, ingest_id: str) -> None:
+        """Add superseded raw versions to the write's history object of one year (merged if a retry wrote it)."""
+        path = f"{self._history_dir(source, interval)}/year={year}/{_safe_name(ingest_id)}.parquet"
+        if self._exists(path):
+            earlier = self._read_table(path).to_pandas()
+            superseded = pd.concat([earlier, superseded], ignore_index=True).drop_duplicates(
+                ["symbol", "date", "ingest_id", "ingested_at"], keep="first"
+            )
+        self._write_table(path, pa.Table.from_pandas(superseded, schema=HISTORY_SCHEMA, preserve_index=False))
 
     def _partition_years(self, directory: str) -> list[int]:
         if not self._exists(directory):
@@ -236,15 +301,18 @@ class ParquetLake:
 
     def _bars_dataset(self, source: str, zone: Zone, interval: str) -> ds.Dataset | None:
         directory = self._prices_dir(source, zone, interval)
+        return self._year_dataset(directory, RAW_SCHEMA if zone == "raw" else BAR_SCHEMA)
+
+    def _year_dataset(self, directory: str, schema: pa.Schema) -> ds.Dataset | None:
         if not self._exists(directory):
             return None
-        partitioning = ds.partitioning(pa.schema([("year", pa.int32())]), flavor="hive")
+        # An explicit schema reads raw partitions written before version columns existed (as nulls).
         return ds.dataset(
             directory,
             filesystem=self.fs,
             format="parquet",
-            partitioning=partitioning,
-            schema=BAR_SCHEMA.append(pa.field("year", pa.int32())),
+            partitioning=ds.partitioning(_YEAR, flavor="hive"),
+            schema=schema.append(pa.field("year", pa.int32())),
         )
 
     def read_bars(
@@ -283,6 +351,69 @@ class ParquetLake:
             )
         frame["symbol"] = frame["symbol"].astype("string")
         return frame.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
+
+    def raw_history(
+        self,
+        source: str,
+        symbols: Sequence[str] | None = None,
+        start: date | pd.Timestamp | None = None,
+        end: date | pd.Timestamp | None = None,
+        *,
+        interval: str = "1d",
+    ) -> pd.DataFrame:
+        """Every version of the raw bars that match: the superseded ones and the current one.
+
+        Returns
+        -------
+        DataFrame of shape (n_versions, 13)
+            The bar columns, ``ingest_id`` and ``ingested_at`` (the write that stored the value; null
+            for bars written before versions were kept), ``superseded_by`` and ``superseded_at`` (the
+            write that replaced or deleted it; null for the current version) and ``current``.
+            Sorted by symbol, date, then oldest version first.
+
+        Raises
+        ------
+        EmptyDataError
+            If the raw zone has nothing of the source, or no version matches the filters.
+        """
+        expr = _scan_filter(symbols, start, end)
+        columns = [*BAR_COLUMNS, *VERSION_COLUMNS]
+        frames = []
+        try:
+            current = self._bars_dataset(source, "raw", interval)
+            if current is not None:
+                table = current.to_table(columns=columns, filter=expr)
+                for name in ("superseded_by", "superseded_at"):
+                    table = table.append_column(
+                        HISTORY_SCHEMA.field(name), pa.nulls(len(table), HISTORY_SCHEMA.field(name).type)
+                    )
+                frames.append(table)
+            history = self._year_dataset(self._history_dir(source, interval), HISTORY_SCHEMA)
+            if history is not None:
+                frames.append(history.to_table(columns=list(HISTORY_SCHEMA.names), filter=expr))
+        except OSError as exc:
+            raise LakeError(f"Cannot scan raw prices in {self.uri}: {exc}", hint=_reach_hint(self.uri)) from exc
+        frame = pa.concat_tables(frames).to_pandas() if frames else pd.DataFrame()
+        if frame.empty:
+            raise EmptyDataError(
+                f"No raw bars from '{source}' match symbols={list(symbols) if symbols else 'all'} start={start} "
+                f"end={end}.",
+                hint="Run `spe data ingest` first; `spe data show --zone raw` lists what the raw zone holds.",
+            )
+        frame["symbol"] = frame["symbol"].astype("string")
+        frame["current"] = frame["superseded_by"].isna()
+        frame = frame.sort_values(["symbol", "date", "superseded_at"], kind="stable", na_position="last")
+        return frame.reset_index(drop=True)
+
+    def write_quarantine(self, rows: pd.DataFrame, source: str, *, ingest_id: str, interval: str = "1d") -> str:
+        """Keep the bars an ingest refused to store, as ``quarantine/<prices>/source=<s>/<ingest_id>.parquet``.
+
+        ``rows`` are kept as given (bars plus the reason and the stored values they would have
+        replaced). Returns the object's key.
+        """
+        key = f"quarantine/{_dataset(interval)}/source={source}/{_safe_name(ingest_id)}.parquet"
+        self._write_table(self._path(key), pa.Table.from_pandas(rows.reset_index(drop=True), preserve_index=False))
+        return key
 
     def inventory(self, source: str, *, zone: Zone = "curated", interval: str = "1d") -> list[Coverage]:
         """Per symbol, sorted: first date, last date and row count (reads only the symbol and date columns)."""
@@ -385,16 +516,60 @@ class ParquetLake:
         return self._read_table(self._path(f"reference/{name}.parquet")).to_pandas()
 
 
+@dataclass(frozen=True)
+class _Stamp:
+    """The version a raw write gives the bars it stores."""
+
+    ingest_id: str
+    at: pd.Timestamp
+
+    @classmethod
+    def new(cls, ingest_id: str | None) -> _Stamp:
+        now = pd.Timestamp.now(tz="UTC").floor("us")
+        return cls(ingest_id or f"write-{now:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}", now)
+
+
+def _dataset(interval: str) -> str:
+    return "prices" if interval == "1d" else f"prices_{interval}"
+
+
+def _safe_name(ingest_id: str) -> str:
+    """An ingest id as an object name (run ids are already safe: letters, digits, ``-`` and ``_``)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", ingest_id)
+
+
 def _merge_partition(
-    existing: pd.DataFrame | None, chunk: pd.DataFrame, replaced: set[str], counts: dict[str, int]
-) -> pd.DataFrame | None:
+    existing: pd.DataFrame | None,
+    chunk: pd.DataFrame,
+    replaced: set[str],
+    counts: dict[str, int],
+    stamp: _Stamp | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     """Merge new bars into one partition's rows; None when the partition would not change.
 
     Rows of ``replaced`` symbols absent from ``chunk`` are deleted; ``counts`` is updated in place.
+    With a ``stamp`` (the raw zone), new and changed rows get its version columns and the earlier
+    versions of changed and deleted rows are returned as the second frame (``HISTORY_SCHEMA``);
+    without one it is empty.
     """
+    versioned = stamp is not None
+    columns = [*BAR_COLUMNS, *VERSION_COLUMNS] if versioned else list(BAR_COLUMNS)
     if existing is None:
         counts["new"] += len(chunk)
-        return chunk.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True) if len(chunk) else None
+        if not len(chunk):
+            return None
+        out = chunk.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
+        if stamp is not None:
+            out = out.assign(ingest_id=stamp.ingest_id, ingested_at=stamp.at)
+        return out, out.iloc[:0]
+    if versioned:
+        for column in VERSION_COLUMNS:  # a partition written before versions were kept
+            if column not in existing.columns:
+                existing[column] = (
+                    None
+                    if column == "ingest_id"
+                    else pd.Series(pd.NaT, index=existing.index, dtype="datetime64[us, UTC]")
+                )
     merged = existing.merge(chunk, on=["symbol", "date"], how="outer", suffixes=("_old", ""), indicator=True)
     value_cols = [c for c in BAR_COLUMNS if c not in ("symbol", "date")]
     same = pd.Series(True, index=merged.index)
@@ -402,18 +577,28 @@ def _merge_partition(
         a, b = merged[col], merged[f"{col}_old"]
         same &= (a == b) | (a.isna() & b.isna())
     is_new, both, old_only = (merged["_merge"] == k for k in ("right_only", "both", "left_only"))
+    changed = both & ~same
     dropped = old_only & merged["symbol"].astype(str).isin(replaced)
     counts["new"] += int(is_new.sum())
-    counts["updated"] += int((both & ~same).sum())
+    counts["updated"] += int(changed.sum())
     counts["unchanged"] += int((both & same).sum())
     counts["deleted"] += int(dropped.sum())
-    if not (is_new.any() or (both & ~same).any() or dropped.any()):
+    if not (is_new.any() or changed.any() or dropped.any()):
         return None
+    superseded = pd.DataFrame()
+    if stamp is not None:
+        gone = changed | dropped
+        superseded = merged.loc[gone, ["date", "symbol", *(f"{c}_old" for c in value_cols), *VERSION_COLUMNS]]
+        superseded = superseded.rename(columns={f"{c}_old": c for c in value_cols})[columns]
+        superseded = superseded.assign(superseded_by=stamp.ingest_id, superseded_at=stamp.at).reset_index(drop=True)
+        fresh = is_new | changed
+        merged["ingest_id"] = merged["ingest_id"].astype(object).where(~fresh, stamp.ingest_id)
+        merged["ingested_at"] = merged["ingested_at"].where(~fresh, stamp.at)
     keep = old_only & ~dropped
     for col in value_cols:
-        merged.loc[keep, col] = merged.loc[keep, f"{col}_old"]
-    out = merged.loc[~dropped, list(BAR_COLUMNS)]
-    return out.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
+        merged[col] = merged[col].where(~keep, merged[f"{col}_old"])
+    out = merged.loc[~dropped, columns]
+    return out.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True), superseded
 
 
 def _scan_filter(

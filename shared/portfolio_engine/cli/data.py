@@ -68,6 +68,12 @@ def data_ingest(
             f"{result['rows_updated']:,} updated; {result['first_date']} .. {result['last_date']}; "
             f"up to date: {', '.join(result['up_to_date']) or 'none'}"
         )
+        if result.get("rows_quarantined") or result.get("rows_dropped"):
+            out.print(
+                f"Not stored: {result['rows_quarantined']:,} row(s) quarantined (a bad price for a day stored valid; "
+                f"the stored value is kept), {result['rows_dropped']:,} row(s) dropped (not bars). "
+                f"Every one is listed in {result['report_key']}."
+            )
 
 
 @data_app.command("validate")

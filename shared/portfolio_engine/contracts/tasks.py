@@ -130,6 +130,17 @@ class IngestOutput(_Contract):
     up_to_date: list[str] = Field(default_factory=list, description="Symbols that had no bar newer than the lake's.")
     restated: list[str] = Field(default_factory=list, description="Symbols whose history the source restated.")
     reference_tables: list[str] = Field(default_factory=list)
+    rows_superseded: int = Field(0, description="Earlier raw values this ingest replaced, kept as history.")
+    rows_quarantined: int = Field(
+        0,
+        description="Fetched bars not stored: a NaN, zero or negative price replacing a valid stored one "
+        "(kept at quarantine_key, listed in the report).",
+    )
+    rows_dropped: int = Field(
+        0, description="Rows of the source's data that were not bars (no date, no symbol, a blank price cell)."
+    )
+    quarantine_key: str | None = Field(None, description="Lake key of the quarantined bars, if any.")
+    report_key: str | None = Field(None, description="Lake key of the ingest report (counts, every row refused).")
 
 
 class ValidateInput(_Contract):

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 
-from portfolio_engine.adapters.lake import ParquetLake
-from portfolio_engine.data.schema import conform_bars
+from portfolio_engine.adapters.lake import BAR_SCHEMA, ParquetLake
+from portfolio_engine.data.schema import BAR_COLUMNS, conform_bars
 from portfolio_engine.exceptions import EmptyDataError, LakeError
 
 
@@ -71,6 +73,109 @@ def test_a_revised_value_replaces_the_old_one(lake: ParquetLake) -> None:
     back = lake.read_bars("test", zone="raw")
     assert result.rows_updated == 1
     assert back.loc[3, "adj_close"] == 1.0 and back.loc[4, "adj_close"] == bars.loc[4, "adj_close"]
+
+
+def test_the_raw_zone_keeps_the_earlier_version_of_a_revised_value(lake: ParquetLake) -> None:
+    # Given ten bars written by ingest "one", then one of them revised by ingest "two"
+    bars = _bars(["AAA", "BBB"], "2020-12-24", 10)
+    lake.write_bars(bars, "test", zone="raw", ingest_id="one")
+    revised = bars[(bars.symbol == "AAA") & (bars.date == "2020-12-30")].assign(adj_close=1.0)
+    result = lake.write_bars(revised, "test", zone="raw", ingest_id="two")
+    # Then the current read has one bar per (symbol, date), with the new value
+    current = lake.read_bars("test", zone="raw")
+    assert len(current) == 20 and not current.duplicated(["symbol", "date"]).any()
+    assert current.loc[(current.symbol == "AAA") & (current.date == "2020-12-30"), "adj_close"].tolist() == [1.0]
+    # and the earlier value is kept, named by the ingest that wrote it and the one that replaced it
+    assert (result.rows_updated, result.rows_superseded) == (1, 1)
+    versions = lake.raw_history("test", ["AAA"], "2020-12-30", "2020-12-30")
+    old = bars.loc[revised.index[0], "adj_close"]
+    assert versions["adj_close"].tolist() == [old, 1.0]
+    assert versions["ingest_id"].tolist() == ["one", "two"]
+    assert versions["superseded_by"].tolist()[0] == "two" and pd.isna(versions["superseded_by"].iloc[1])
+    assert versions["current"].tolist() == [False, True]
+    assert versions["ingested_at"].iloc[0] <= versions["superseded_at"].iloc[0] == versions["ingested_at"].iloc[1]
+    # and a bar never revised has exactly one version: the current one
+    assert len(lake.raw_history("test")) == 21 and lake.raw_history("test", ["BBB"])["current"].all()
+
+
+def test_a_value_revised_twice_keeps_both_earlier_versions_in_order(lake: ParquetLake) -> None:
+    bars = _bars(["AAA"], "2020-01-01", 5)
+    for ingest_id, value in [("one", None), ("two", 2.0), ("three", 3.0)]:
+        lake.write_bars(bars if value is None else bars.assign(close=value), "test", zone="raw", ingest_id=ingest_id)
+    versions = lake.raw_history("test", ["AAA"], "2020-01-02", "2020-01-02")
+    assert versions["close"].tolist() == [bars.loc[1, "close"], 2.0, 3.0]
+    assert versions["ingest_id"].tolist() == ["one", "two", "three"]
+    assert versions["superseded_by"].tolist()[:2] == ["two", "three"]
+
+
+def test_writing_the_same_bars_again_adds_no_version(lake: ParquetLake) -> None:
+    bars = _bars(["AAA"], "2020-01-01", 20)
+    lake.write_bars(bars, "test", zone="raw", ingest_id="one")
+    again = lake.write_bars(bars, "test", zone="raw", ingest_id="two")
+    assert (again.partitions_written, again.rows_superseded) == (0, 0)
+    versions = lake.raw_history("test")
+    assert len(versions) == 20 and set(versions["ingest_id"]) == {"one"} and versions["current"].all()
+
+
+def test_a_raw_delete_keeps_the_deleted_bars_as_history(lake: ParquetLake) -> None:
+    bars = _bars(["AAA"], "2020-01-01", 10)
+    lake.write_bars(bars, "test", zone="raw", ingest_id="one")
+    result = lake.write_bars(bars.iloc[2:], "test", zone="raw", replace=["AAA"], ingest_id="two")
+    assert (result.rows_deleted, result.rows_superseded) == (2, 2) and len(lake.read_bars("test", zone="raw")) == 8
+    gone = lake.raw_history("test", end="2020-01-02")
+    assert gone["close"].tolist() == bars["close"].iloc[:2].tolist() and not gone["current"].any()
+
+
+def test_a_retried_ingest_keeps_every_version_it_superseded(lake: ParquetLake) -> None:
+    # The same ingest id writing twice (a retried task) adds to its history object, never overwrites it
+    bars = _bars(["AAA"], "2020-01-01", 3)
+    lake.write_bars(bars, "test", zone="raw", ingest_id="one")
+    lake.write_bars(bars.assign(close=2.0), "test", zone="raw", ingest_id="retry")
+    lake.write_bars(bars.assign(close=3.0), "test", zone="raw", ingest_id="retry")
+    versions = lake.raw_history("test", ["AAA"], "2020-01-01", "2020-01-01")
+    assert versions["close"].tolist() == [bars.loc[0, "close"], 2.0, 3.0]
+
+
+def test_the_curated_zone_keeps_only_what_is_in_force(tmp_path: Path) -> None:
+    lake = ParquetLake(str(tmp_path / "lake"))
+    bars = _bars(["AAA"], "2020-01-01", 5)
+    lake.write_bars(bars, "test", zone="curated")
+    result = lake.write_bars(bars.assign(close=1.0), "test", zone="curated")
+    assert result.rows_superseded == 0 and not (tmp_path / "lake/raw").exists()
+    schema = pq.read_schema(tmp_path / "lake/curated/prices/source=test/year=2020/part-0.parquet")
+    assert schema.names == list(BAR_COLUMNS)
+
+
+def test_raw_partitions_written_before_versions_were_kept_still_read_and_keep_history(tmp_path: Path) -> None:
+    # Given a raw partition in the old layout: bar columns only
+    lake = ParquetLake(str(tmp_path / "lake"))
+    bars = _bars(["AAA"], "2020-01-01", 5)
+    legacy = tmp_path / "lake/raw/prices/source=test/year=2020"
+    legacy.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pandas(bars, schema=BAR_SCHEMA, preserve_index=False), legacy / "part-0.parquet")
+    # When a value is revised
+    assert len(lake.read_bars("test", zone="raw")) == 5
+    lake.write_bars(bars.iloc[[0]].assign(close=9.0), "test", zone="raw", ingest_id="new")
+    # Then the old value is history without an ingest id, and the partition now carries versions
+    versions = lake.raw_history("test", end="2020-01-01")
+    assert versions["close"].tolist() == [bars.loc[0, "close"], 9.0]
+    assert pd.isna(versions["ingest_id"].iloc[0]) and versions["ingest_id"].iloc[1] == "new"
+    assert lake.raw_history("test")["ingest_id"].isna().sum() == 5  # the four untouched bars + the superseded one
+
+
+def test_rows_without_a_date_or_symbol_are_refused(lake: ParquetLake) -> None:
+    bars = _bars(["AAA"], "2020-01-01", 3)
+    bars.loc[1, "date"] = pd.NaT
+    with pytest.raises(LakeError, match="without a date or symbol"):
+        lake.write_bars(bars, "test", zone="raw")
+
+
+def test_quarantined_rows_are_kept_under_the_ingest_id(lake: ParquetLake) -> None:
+    rows = _bars(["AAA"], "2020-01-01", 2).assign(reason="close not a positive finite price", stored_close=1.0)
+    key = lake.write_quarantine(rows, "test", ingest_id="run-1")
+    assert key == "quarantine/prices/source=test/run-1.parquet"
+    back = pq.read_table(pa.BufferReader(lake.get_bytes(key))).to_pandas()
+    assert back["reason"].tolist() == rows["reason"].tolist() and back["stored_close"].tolist() == [1.0, 1.0]
 
 
 def test_range_and_universe_reads_filter_exactly(lake: ParquetLake) -> None:

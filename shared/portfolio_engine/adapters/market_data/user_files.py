@@ -11,6 +11,12 @@ Aliases: date = ``date``, ``datetime``, ``timestamp``, ``time``, ``day``; symbol
 ``ticker``, ``asset``, ``security``; close = ``close``, ``price``, ``last``; adjusted close =
 ``adj close``, ``adjclose``, ``adj_close``, ``adjusted close``, ``Adj. Close``; volume = ``volume``, ``vol``.
 
+Rows that are not bars are dropped and listed (``read_user_file``, ``UserFileSource.dropped_rows``),
+never dropped silently: a row without a date, a long row without a symbol, and in a wide file a blank
+cell between a symbol's first and last price. Blank cells before a symbol's first price or after its
+last are not rows (the symbols of a wide file start and end on different days). A long row with a
+symbol and date but no price is kept as a bar with a NaN price, for ingest and validation to judge.
+
 The input is a local path, a URI pyarrow understands (``s3://bucket/key``, ``file:///...``; pass a
 ``pyarrow.fs`` filesystem for a custom endpoint) or the file's bytes. Format comes from the suffix
 (``.csv``, ``.csv.gz``, ``.parquet``, ``.pq``) or, for bytes, from the Parquet magic number.
@@ -27,6 +33,7 @@ from datetime import date
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -132,7 +139,27 @@ def read_user_bars(
     filesystem: pafs.FileSystem | None = None,
     symbol: str | None = None,
 ) -> pd.DataFrame:
-    """Read a user's price file into canonical bars.
+    """Read a user's price file into canonical bars (``read_user_file`` also says which rows it dropped).
+
+    Raises
+    ------
+    ConfigurationError, SchemaError
+        See ``read_user_file``.
+    """
+    bars, dropped = read_user_file(source, file_format=file_format, filesystem=filesystem, symbol=symbol)
+    if len(dropped):
+        logger.warning("rows dropped from a price file", extra={"rows": len(dropped)})
+    return bars
+
+
+def read_user_file(
+    source: str | Path | bytes,
+    *,
+    file_format: FileFormat | None = None,
+    filesystem: pafs.FileSystem | None = None,
+    symbol: str | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read a user's price file into canonical bars, and list the rows that are not bars.
 
     Parameters
     ----------
@@ -147,8 +174,11 @@ def read_user_bars(
 
     Returns
     -------
-    DataFrame
+    bars : DataFrame
         Canonical bars sorted by (symbol, date).
+    dropped : DataFrame of shape (n_dropped, 4)
+        ``row`` (1-based data row of the file, the header not counted), ``symbol`` and ``date``
+        (missing when that is why) and ``reason`` (``no date``, ``no symbol``, ``no price``).
 
     Raises
     ------
@@ -185,8 +215,10 @@ def read_user_bars(
             )
         frame = frame.assign(symbol=symbol)
         mapping["symbol"] = "symbol"
-    if "symbol" in mapping.values():
-        long = frame[list(mapping)].rename(columns=mapping)
+    rows = np.arange(1, len(frame) + 1)
+    wide_format = "symbol" not in mapping.values()
+    if not wide_format:
+        long = frame[list(mapping)].rename(columns=mapping).assign(_row=rows)
         if not {"close", "adj_close"} & set(long.columns):
             raise SchemaError(
                 f"{label} is in long format but has no price column; columns: {[str(c) for c in frame.columns]}.",
@@ -200,12 +232,27 @@ def read_user_bars(
                 f"{label} has a date column but no symbol or price columns.",
                 hint="Use long format (date, symbol, close, ...) or wide format (date, one column per symbol).",
             )
-        wide = frame.rename(columns={date_column: "date"})
-        long = wide.melt(id_vars="date", value_vars=symbol_columns, var_name="symbol", value_name="close")
-        long = long.dropna(subset=["close"])
-    long = long.dropna(subset=["date"])
-    long["symbol"] = long["symbol"].astype(str).str.strip()
-    bars = conform_bars(long)
+        wide = frame.rename(columns={date_column: "date"}).assign(_row=rows)
+        long = wide.melt(id_vars=["date", "_row"], value_vars=symbol_columns, var_name="symbol", value_name="close")
+    long["date"] = _parse_dates(long["date"])
+    names = long["symbol"].astype("string").str.strip()
+    long["symbol"] = names.mask(names == "")
+    reason = pd.Series("", index=long.index, dtype=object)
+    reason[long["symbol"].isna()] = "no symbol"
+    reason[long["date"].isna()] = "no date"
+    if wide_format:
+        # A blank cell inside a symbol's dated range is a missing price; outside it, not a row at all.
+        priced = long["close"].notna() & long["date"].notna()
+        first_day = long["date"].where(priced).groupby(long["symbol"]).transform("min")
+        last_day = long["date"].where(priced).groupby(long["symbol"]).transform("max")
+        blank = long["close"].isna()
+        reason[blank] = ""
+        reason[blank & long["symbol"].notna() & (long["date"] > first_day) & (long["date"] < last_day)] = "no price"
+        long = long[~blank | (reason != "")]
+        reason = reason[long.index]
+    dropped = long.loc[reason != "", ["_row", "symbol", "date"]].rename(columns={"_row": "row"})
+    dropped = dropped.assign(reason=reason[reason != ""]).sort_values("row", kind="stable").reset_index(drop=True)
+    bars = conform_bars(long[reason == ""].drop(columns="_row"))
     if bars.empty:
         raise SchemaError(f"{label} has no price values.", hint="Fill the price columns; blanks and 'n/a' are skipped.")
     duplicated = bars.duplicated(subset=["symbol", "date"])
@@ -216,7 +263,21 @@ def read_user_bars(
             f"e.g. {first['symbol']} {first['date']:%Y-%m-%d}.",
             hint="Keep one row per symbol and date.",
         )
-    return bars
+    return bars, dropped
+
+
+def _parse_dates(values: pd.Series) -> pd.Series:
+    """Parse the date column as ``conform_bars`` does; a blank is a missing date (NaT), text is an error.
+
+    Raises
+    ------
+    SchemaError
+        If a value is neither blank nor a date.
+    """
+    try:
+        return pd.to_datetime(values)
+    except (TypeError, ValueError) as exc:
+        raise SchemaError(f"Column 'date' cannot be parsed as dates: {exc}.", hint="Use ISO 8601 dates.") from exc
 
 
 class UserFileSource:
@@ -255,7 +316,14 @@ class UserFileSource:
         name: str = "file",
     ) -> None:
         self.name = name
-        self._bars = read_user_bars(source, file_format=file_format, filesystem=filesystem, symbol=symbol)
+        self._bars, self._dropped = read_user_file(
+            source, file_format=file_format, filesystem=filesystem, symbol=symbol
+        )
+
+    @property
+    def dropped_rows(self) -> pd.DataFrame:
+        """Rows of the file that are not bars: ``row``, ``symbol``, ``date``, ``reason`` (see ``read_user_file``)."""
+        return self._dropped.copy()
 
     @property
     def symbols(self) -> tuple[str, ...]:

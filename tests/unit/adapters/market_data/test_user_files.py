@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from portfolio_engine.adapters.market_data.user_files import UserFileSource, read_user_bars
+from portfolio_engine.adapters.market_data.user_files import UserFileSource, read_user_bars, read_user_file
 from portfolio_engine.data.schema import BAR_COLUMNS
 from portfolio_engine.exceptions import ConfigurationError, EmptyDataError, SchemaError, UnknownSymbolError
 from portfolio_engine.ports import MarketDataSource
@@ -158,3 +158,30 @@ def test_source_filters_symbols_and_dates(tmp_path: Path) -> None:
     assert "AAPL" in caught.value.hint
     with pytest.raises(EmptyDataError):
         source.fetch(["AAPL"], start=date(2025, 1, 1))
+
+
+def test_rows_that_are_not_bars_are_listed_never_dropped_silently() -> None:
+    # Given a wide file with a blank cell inside MSFT's history, one before its first price and a row without a date
+    content = b"date,AAPL,MSFT\n2024-01-02,185.64,\n2024-01-03,184.25,370.6\n,183.0,371.0\n2024-01-04,181.91,\n"
+    content += b"2024-01-05,181.18,367.75\n"
+    # When it is read
+    bars, dropped = read_user_file(content)
+    # Then the interior blank and both cells of the dateless row are listed, by file row, with a reason
+    assert dropped[["row", "symbol", "reason"]].values.tolist() == [
+        [3, "AAPL", "no date"],
+        [3, "MSFT", "no date"],
+        [4, "MSFT", "no price"],
+    ]
+    assert dropped.loc[2, "date"] == pd.Timestamp("2024-01-04")
+    # and the blank before MSFT's first price is not a row: MSFT's bars are its two prices
+    assert bars.groupby("symbol").size().to_dict() == {"AAPL": 4, "MSFT": 2}
+
+
+def test_a_long_row_without_a_symbol_is_listed_not_read_as_a_ticker_named_nan(tmp_path: Path) -> None:
+    path = tmp_path / "prices.csv"
+    path.write_text("Date,Ticker,Close\n2024-01-02,AAPL,185.64\n2024-01-03,,184.25\n2024-01-04,AAPL,\n")
+    source = UserFileSource(str(path))
+    assert source.symbols == ("AAPL",)
+    assert source.dropped_rows[["row", "reason"]].values.tolist() == [[2, "no symbol"]]
+    # a row with a symbol and a date but no price stays a bar (NaN), for ingest and validation to judge
+    assert source.fetch(["AAPL"])["close"].isna().tolist() == [False, True]
