@@ -10,8 +10,10 @@ import typer
 
 from portfolio_engine.cli import backtest, optimize, risk_monitor, run
 from portfolio_engine.cli.data import data_app
+from portfolio_engine.cli.portfolio import portfolio_app
 from portfolio_engine.cli.regime import regime_app
 from portfolio_engine.cli.risk import risk_app
+from portfolio_engine.cli.runs import runs_app
 
 app = typer.Typer(help="Stochastic Portfolio Engine.", no_args_is_help=True, pretty_exceptions_enable=False)
 run.register(app)
@@ -21,6 +23,8 @@ app.add_typer(data_app, name="data")
 app.add_typer(regime_app, name="regime")
 risk_monitor.register(risk_app)
 app.add_typer(risk_app, name="risk")
+app.add_typer(portfolio_app, name="portfolio")
+app.add_typer(runs_app, name="runs")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -27,7 +27,12 @@ from portfolio_engine.contracts.runs import (
 )
 from portfolio_engine.contracts.tasks import RunRequest
 from portfolio_engine.contracts.training import RetrainRegimeRequest
-from portfolio_engine.exceptions import ConcurrencyError, InvalidTransitionError, RecordNotFoundError
+from portfolio_engine.exceptions import (
+    ConcurrencyError,
+    InvalidTransitionError,
+    PortfolioEngineError,
+    RecordNotFoundError,
+)
 from portfolio_engine.ports import Store
 from portfolio_engine.provenance import code_version, package_versions
 from portfolio_engine.records.events import NewEvent, backtest_stream, model_stream, portfolio_stream
@@ -35,7 +40,7 @@ from portfolio_engine.records.views import PortfolioView
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["append_retrying", "record_failure", "run_stream", "start_run"]
+__all__ = ["alert_event_data", "append_retrying", "record_failure", "run_stream", "start_run"]
 
 #: How often an append is retried when another writer appended in between (each retry re-reads the state).
 APPEND_ATTEMPTS = 8
@@ -173,6 +178,13 @@ def _portfolio_for_run(store: Store, name: str, bundled_spec: SpecLoader) -> tup
     return [], view.spec, view.spec_version
 
 
+def alert_event_data(outcome: dict[str, Any]) -> dict[str, Any]:
+    """An ``AlertSent`` event's data from a dispatch outcome (``{"alert": ..., "status": ..., "channels": ...}``)."""
+    alert = outcome.get("alert") or {}
+    keep = ("portfolio", "limit", "severity", "value", "threshold", "message", "dedup_key")
+    return {**{k: alert.get(k) for k in keep}, "status": outcome.get("status"), "channels": outcome.get("channels")}
+
+
 def _message(cause: str) -> str:
     """A Lambda error's message from Step Functions' cause (JSON with errorMessage), or the cause itself."""
     try:
@@ -214,7 +226,10 @@ def record_failure(
     message = _message(cause)
     alert = None
     if notify is not None:
-        alert = notify(portfolio=subject, run_id=task.run_id, error=error, cause=message, failed_state=failed_state)
+        try:
+            alert = notify(portfolio=subject, run_id=task.run_id, error=error, cause=cause, failed_state=failed_state)
+        except PortfolioEngineError as exc:  # the failure is recorded even when it cannot be alerted
+            logger.warning("run %s failed and its alert could not be sent: %s", task.run_id, exc)
     ended_at = clock()
 
     def build(version: int) -> list[NewEvent]:
@@ -231,7 +246,7 @@ def record_failure(
                 pass
             events.append(NewEvent(type="RunStarted", run_id=task.run_id, data=data))
         if alert is not None:  # before RunFailed: a run's events end with the one that ends it
-            events.append(NewEvent(type="AlertSent", run_id=task.run_id, data=alert))
+            events.append(NewEvent(type="AlertSent", run_id=task.run_id, data=alert_event_data(alert)))
         events.append(
             NewEvent(
                 type="RunFailed",

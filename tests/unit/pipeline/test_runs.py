@@ -123,7 +123,7 @@ def test_a_failure_is_recorded_with_its_state_and_leaves_holdings_and_results_al
 
     def notify(**alert: object) -> dict[str, object]:
         alerts.append(alert)
-        return {"status": "sent", **alert}
+        return {"alert": {"portfolio": alert["portfolio"], "limit": "run_failed"}, "status": "sent", "channels": {}}
 
     # When RecordFailure records its failure
     result = record_failure(
@@ -134,6 +134,7 @@ def test_a_failure_is_recorded_with_its_state_and_leaves_holdings_and_results_al
     assert run is not None and run["status"] == "FAILED" and run["error"] == "InfeasibleError"
     assert run["cause"].startswith("no portfolio meets the caps") and run["failed_state"] == "Optimize"
     assert [s["state"] for s in run["steps"]] == ["StartRun", "Optimize"] and run["alerts"][0]["status"] == "sent"
+    assert run["alerts"][0]["limit"] == "run_failed"
     assert result.recorded and alerts[0]["failed_state"] == "Optimize" and alerts[0]["portfolio"] == "default"
     # and the holdings and the latest result are exactly as before
     after = store.view("portfolio", "default")
