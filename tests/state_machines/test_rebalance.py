@@ -27,6 +27,8 @@ def test_default_run_ingests_validates_builds_features_and_detects_the_regime(da
     result, events = _run({}, "run-default")
     # Then every step ran once, in order, and the execution succeeded
     assert result.status == "SUCCEEDED", result.cause
+    # (the default's caps are its limits: a cap the optimizer reaches, e.g. Health Care at 35%, is a warning, alerted)
+    warned = bool(result.output["limits"]["breaches"])
     assert [f for e, f in events if e == "start"] == [
         "ingest_prices",
         "validate_prices",
@@ -38,6 +40,7 @@ def test_default_run_ingests_validates_builds_features_and_detects_the_regime(da
         "aggregate_risk",
         "stress_test",
         "check_limits",
+        *(["send_alerts"] if warned else []),
     ]
     out = result.output
     assert out["run_id"] == "run-default"
@@ -80,7 +83,11 @@ def test_default_run_ingests_validates_builds_features_and_detects_the_regime(da
     assert out["risk"]["n_paths"] == 200_000 and out["risk"]["horizon_days"] == 21
     assert out["risk"]["monte_carlo"]["cvar_0.99"] >= out["risk"]["monte_carlo"]["var_0.99"] > 0
     assert out["stress"]["worst_scenario"] in {s["name"] for s in out["stress"]["scenarios"]}
-    assert not out["limits"]["any_breach"] and "hedge" not in out and "alerts" not in out
+    assert not out["limits"]["any_breach"] and "hedge" not in out and ("alerts" in out) is warned
+    # and the default's limits are its own: no cap was widened on its full universe, so the risk stage grades
+    # the book against 35% a sector, as `spe risk monitor` does
+    assert portfolio["adaptations"] == [] and out["limits"]["limits"]["max_sector_weight"] == 0.35
+    assert all(b["severity"] == "warning" for b in out["limits"]["breaches"])
 
 
 def _missing_index_days(lake: ParquetLake) -> int:

@@ -44,6 +44,13 @@ def test_run_prints_a_json_summary_and_leaves_lake_features_and_run_record(data_
     # Two stocks cannot meet the default limits made for twenty: the breach is alerted, the hedge proposed.
     assert summary["limits"]["any_breach"] and summary["alerts"]["sent"] >= 1 and summary["hedge"]["chosen"]
     assert sorted(summary["portfolio"]["target_weights"]) == ["AAPL", "MSFT"]
+    # The bundled default adapted to the two stocks, and the summary says how and which regime policy applied
+    portfolio = summary["portfolio"]
+    assert portfolio["adaptations"][0].startswith("universe narrowed to the run's 2 symbols of the spec's 20")
+    widened = "group cap Information Technology 0.35 -> 1 (the caps reach only 35.0% of the budget on these 2 assets)"
+    assert widened in portfolio["adaptations"]
+    assert portfolio["regime_role"] == portfolio["regime"] == summary["regime"]["regime"]
+    assert portfolio["policy"] == ("turbulent" if portfolio["regime"] == "turbulent" else None)
     assert all(s["status"] == "succeeded" for s in summary["steps"])
     assert (data_dir / "lake/reports/runs/cli-run.json").exists()
     assert (data_dir / "lake" / summary["features"]["feature_key"] / "_manifest.json").exists()
@@ -92,6 +99,8 @@ def test_ingest_a_user_file_then_run_on_it(data_dir: Path, tmp_path: Path) -> No
 def test_run_and_show_print_readable_summaries(data_dir: Path) -> None:
     result = runner.invoke(app, ["run", "--symbols", "KO,PEP", "--start", "2022-01-01"])
     assert result.exit_code == 0, result.stderr
+    printed = " ".join(result.stdout.split())  # rich wraps long lines
+    assert "Default spec adapted to this run: universe narrowed to the run's 2 symbols" in printed
     assert "Universe: 2 symbols from 'bundled', 2022-01-03 .. 2022-12-28" in result.stdout
     assert "Validation (forward_fill): passed" in result.stdout and "^GSPC" in result.stdout
     shown = runner.invoke(app, ["data", "show"])

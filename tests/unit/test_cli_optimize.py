@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from portfolio_engine.cli import app
 from portfolio_engine.optimization import METHODS, PortfolioSpec
-from portfolio_engine.pipeline.optimize import fit_caps_to_universe
+from portfolio_engine.optimization.spec_fitting import fit_caps_to_universe, narrow_universe
 
 runner = CliRunner()
 
@@ -111,9 +111,16 @@ def test_default_spec_is_regime_aware_and_respects_the_policy_in_force(lake_dir:
     model = document["regime_model"]
     assert document["spec_source"] == "bundled" and document["regime_aware"] and model["available"]
     assert document["regime"] == model["regime"] == max(model["probabilities"], key=model["probabilities"].get)
-    # (the caps of the bundled spec are widened to twice equal weight on a universe too small for them)
-    in_force = fit_caps_to_universe(bundled.for_regime(document["regime"]), SYMBOLS)
-    assert in_force.constraints.weight_bounds == (0.0, 0.4)
+    # (the bundled spec narrows to the lake's 5 stocks, where 5 x 15% cannot be fully invested: only the weight
+    # cap widens, to twice equal weight; 35% a sector still adds up, so the sector caps stay; all of it reported)
+    narrowed = narrow_universe(bundled, SYMBOLS)
+    fitted = fit_caps_to_universe(narrowed.spec.for_regime(document["regime"]), SYMBOLS)
+    in_force = fitted.spec
+    assert in_force.constraints.weight_bounds == (0.0, 0.4) and in_force.limits["max_sector_weight"] == 0.35
+    assert document["adaptations"] == [*narrowed.adaptations, *fitted.adaptations]
+    cap = bundled.for_regime(document["regime"]).constraints.weight_bounds[1]  # 15%, or 10% when turbulent
+    assert f"weight cap {cap:.3g} -> 0.4 (5 assets cannot be fully invested under {cap:.3g} each)" in fitted.adaptations
+    assert document["policy"] == (document["regime"] if document["regime"] in bundled.regime_policies else None)
     assert document["method"] == in_force.method and document["spec_method"] == bundled.method
     # AND the weights hold every stock but the index, sum to the budget, and respect the bounds in force
     weights = pd.Series(document["target_weights"])
@@ -227,6 +234,18 @@ def test_human_output_shows_the_headline_figures_and_the_weights(lake_dir: Path,
     assert "Portfolio core" in text and "Method in force: max_sharpe" in text and "not used (--no-regime)" in text
     assert "Expected return" in text and "Sharpe" in text and "Decision: rebalance (initial)" in text
     assert all(symbol in text for symbol in CUSTOM) and "risk share" in text
+
+
+def test_human_output_says_which_regime_policy_applied_and_how_the_default_adapted(lake_dir: Path) -> None:
+    # GIVEN the lake of a 5-stock `spe run`: WHEN the bundled default is optimized
+    result = runner.invoke(app, ["optimize"])
+    assert result.exit_code == 0, result.stderr
+    text = " ".join(result.stdout.split())  # rich wraps long lines
+    # THEN the regime, its policy (or none) and every change to the default spec are printed
+    assert re.search(r"Method in force: (min_variance \(regime turbulent: policy 'turbulent', replacing the spec's "
+                     r"max_sharpe\)|max_sharpe \(regime calm: no policy\))", text), text  # fmt: skip
+    assert "Default spec adapted to this run: universe narrowed to the run's 5 symbols of the spec's 20" in text
+    assert "assets cannot be fully invested under" in text
 
 
 def _write(tmp_path: Path, name: str, text: str) -> str:

@@ -9,7 +9,9 @@ At a decision ``t`` the policy sees only data strictly before ``t``:
 2. its filtered probabilities ``P(state at d | index data to d)`` for every ``d < t`` weight the assets' returns
    of the estimation window into per-regime moments (``regime_conditional_moments``), blended by the next
    period's probabilities (filtered at ``t - 1`` times the transition matrix, ``blend_moments``);
-3. the spec's policy for the most probable state at ``t - 1`` (``spec.for_regime``) is optimized.
+3. the spec's policy for the most probable state at ``t - 1`` is optimized (``spec.for_regime`` with the model's
+   state names: a policy key names a role by volatility rank, so ``turbulent`` applies to the highest-variance
+   state whatever the number of states).
 
 Before ``min_history`` usable index observations precede the anchor, the spec's own estimators run instead
 (:class:`~portfolio_engine.backtest.SpecPolicy`).
@@ -87,7 +89,8 @@ class RegimeAwarePolicy:
     Parameters
     ----------
     spec : PortfolioSpec
-        The portfolio; ``regime_policies`` switch it by regime state (``calm``/``turbulent`` for two states).
+        The portfolio; ``regime_policies`` switch it by regime role (``calm``, ``normal``, ``turbulent``: by the
+        states' volatility rank) or exact state name.
     index_returns : Series of shape (n_days,)
         The index's daily simple returns on (at least) the backtest's calendar. Only rows strictly before a
         decision are read.
@@ -258,4 +261,4 @@ class RegimeAwarePolicy:
         state = str(filtered.iloc[-1].idxmax())
         self.regimes[date] = state
         window = data if spec.lookback_days is None else data.iloc[-spec.lookback_days :]
-        return optimize(spec.for_regime(state), moments, returns=window).weights
+        return optimize(spec.for_regime(state, model.state_names_), moments, returns=window).weights

@@ -391,9 +391,13 @@ def _print(document: dict[str, Any]) -> None:
         regime_line = f"not used ({model.get('reason') or 'no regime model'})"
     else:
         regime_line = "not used (--no-regime)"
-    policy = ""
-    if document["method"] != document["spec_method"]:
-        policy = f" (the {document['regime']} policy replaces the spec's {document['spec_method']})"
+    policy, key, role = "", document.get("policy"), document.get("regime_role")
+    if document["regime_aware"]:
+        # The state, its role by volatility rank when the label does not say it (state_3 = turbulent), the policy.
+        state = f"{document['regime']} = {role}" if role and role != document["regime"] else str(document["regime"])
+        policy = f" (regime {state}: policy {key!r}" if key else f" (regime {state}: no policy"
+        replaced = key and document["method"] != document["spec_method"]
+        policy += f", replacing the spec's {document['spec_method']})" if replaced else ")"
     out.print(f"[bold]Portfolio {document['portfolio']}[/] on {document['as_of']} (spec: {document['spec_source']})")
     out.print(f"Method in force: [bold]{document['method']}[/]{policy}; regime: {regime_line}")
     out.print(
@@ -415,6 +419,8 @@ def _print(document: dict[str, Any]) -> None:
                 symbol, f"{target[symbol]:.2%}", f"{held.get(symbol, 0.0):.2%}", f"{risk.get(symbol, 0.0):.1%}"
             )
     out.print(table)
+    for change in document.get("adaptations") or []:
+        out.print(f"[yellow]Default spec adapted to this run:[/] {change}")
     out.print(f"Stored: {document['result_key']}")
     for label, value in (("Spec saved to", document["saved_spec"]), ("Frontier written to", document["frontier"])):
         if value:

@@ -252,14 +252,19 @@ def given_portfolio(
     """
     from portfolio_engine.contracts import OptimizeOutput, RebalanceOutcome
     from portfolio_engine.optimization import SolverDiagnostics, estimate_moments, portfolio_result
-    from portfolio_engine.pipeline.optimize import bundled_spec, fit_caps_to_universe, price_returns
+    from portfolio_engine.optimization.spec_fitting import fit_caps_to_universe, narrow_universe
+    from portfolio_engine.pipeline.optimize import bundled_spec, price_returns
 
     held = weights[weights != 0.0]
     history = price_returns(lake, source, [str(a) for a in held.index], "1d")
     state = detected.regime if detected is not None and detected.available else None
-    in_force = chosen.for_regime(state)
+    names = (detected.state_names or None) if detected is not None and state is not None else None
+    in_force, policy = chosen.in_force(state, names)
+    adaptations: list[str] = []
     if not inline and chosen == bundled_spec(chosen.name):
-        in_force = fit_caps_to_universe(in_force, chosen.universe or [s for s in symbols if s != index])
+        narrowed = narrow_universe(in_force, [s for s in symbols if s != index])
+        fitted = fit_caps_to_universe(narrowed.spec, narrowed.spec.universe or [s for s in symbols if s != index])
+        in_force, adaptations = fitted.spec, [*narrowed.adaptations, *fitted.adaptations]
     window = history if in_force.lookback_days is None else history.iloc[-in_force.lookback_days :]
     moments = estimate_moments(
         window, mean="historical", covariance="sample", periods_per_year=in_force.periods_per_year
@@ -291,6 +296,9 @@ def given_portfolio(
         portfolio=chosen.name,
         method="given",
         regime=state,
+        regime_role=policy.role,
+        policy=policy.key,
+        adaptations=adaptations,
         regime_aware=False,
         as_of=as_of,
         target_weights=rounded,

@@ -139,6 +139,8 @@ def _print_run(summary: dict[str, Any]) -> None:
     portfolio = summary.get("portfolio")
     if portfolio:
         out.print(_portfolio_table(portfolio))
+        for change in portfolio.get("adaptations") or []:
+            out.print(f"[yellow]Default spec adapted to this run:[/] {change}")
     _print_risk(summary)
 
 
@@ -179,11 +181,18 @@ def _print_risk(summary: dict[str, Any]) -> None:
         out.print(f"Alerts: {alerts['sent']} sent, {alerts['suppressed']} suppressed, {alerts['failed']} failed")
 
 
+def _regime_policy_text(portfolio: dict[str, Any]) -> str:
+    """``state_3 = turbulent, policy 'turbulent'``: the state, its role by volatility rank, the policy key applied."""
+    state, role, key = portfolio["regime"], portfolio.get("regime_role"), portfolio.get("policy")
+    where = f"{state} = {role}" if role and role != state else str(state)
+    return f"{where}, policy {key!r}" if key else f"{where}, no policy"
+
+
 def _portfolio_table(portfolio: dict[str, Any]) -> Table:
     decision = portfolio["decision"]
     title = (
         f"Portfolio {portfolio['portfolio']} on {portfolio['as_of']}: {portfolio['method']}"
-        f"{' (regime-aware, ' + str(portfolio['regime']) + ')' if portfolio['regime_aware'] else ''}; "
+        f"{' (regime-aware, ' + _regime_policy_text(portfolio) + ')' if portfolio['regime_aware'] else ''}; "
         f"expected return {portfolio['expected_return']:.1%}, volatility {portfolio['volatility']:.1%}, "
         f"Sharpe {portfolio['sharpe']:.2f}; {'rebalance' if decision['rebalance'] else 'hold'} ({decision['reason']})"
     )

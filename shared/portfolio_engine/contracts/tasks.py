@@ -291,6 +291,16 @@ class OptimizeOutput(_Contract):
     portfolio: str
     method: str = Field(description="The method in force (a regime policy may replace the spec's).")
     regime: str | None
+    regime_role: str | None = Field(
+        default=None, description="The regime's role by volatility rank: calm (lowest), normal, turbulent (highest)."
+    )
+    policy: str | None = Field(
+        default=None, description="The regime_policies key in force (a role or a state name); None: the spec's own."
+    )
+    adaptations: list[str] = Field(
+        default_factory=list,
+        description="Changes made to the bundled default spec for this run's universe (narrowed universe, wider caps).",
+    )
     regime_aware: bool
     as_of: date
     target_weights: dict[str, float]

@@ -17,7 +17,7 @@ result with :func:`portfolio_engine.optimization.result.portfolio_result`. Regis
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pandas as pd
@@ -99,6 +99,7 @@ def optimize(
     benchmark_weights: pd.Series | None = None,
     factor_loadings: pd.DataFrame | None = None,
     regime: str | None = None,
+    state_names: Sequence[str] | None = None,
 ) -> OptimizationResult:
     """Optimize the portfolio ``spec`` describes, with ``moments`` (annual units).
 
@@ -116,8 +117,12 @@ def optimize(
     factor_loadings : DataFrame of shape (n_assets, n_factors), optional
         For factor-exposure bounds.
     regime : str, optional
-        The current regime's state name: its policy in ``spec.regime_policies`` applies when
-        ``spec.regime_aware``.
+        The current regime's state name: its policy in ``spec.regime_policies`` (by exact state name, else by
+        the state's role) applies when ``spec.regime_aware``.
+    state_names : sequence of str, optional
+        The regime model's states, calmest first: they give ``regime`` its role by volatility rank (see
+        :meth:`PortfolioSpec.regime_policy`). Without them only a role-named state (``calm``, ``normal``,
+        ``turbulent``) or an exact ``state_<i>`` key finds its policy.
 
     Returns
     -------
@@ -128,7 +133,8 @@ def optimize(
     Raises
     ------
     SpecificationError
-        A method no module has registered, or a universe the moments (or the returns) do not cover.
+        A method no module has registered, a universe the moments (or the returns) do not cover, or a
+        ``regime`` that is not one of ``state_names``.
     InfeasibleError, UnboundedError, SolverFailedError
         From the method.
 
@@ -142,7 +148,7 @@ def optimize(
     with ``spec`` already switched to the regime's policy and ``moments``/``returns`` restricted to
     ``spec.universe``.
     """
-    spec = spec.for_regime(regime)
+    spec = spec.for_regime(regime, state_names)
     function = METHOD_REGISTRY.get(spec.method)
     if function is None:
         raise SpecificationError(

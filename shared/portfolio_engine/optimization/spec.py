@@ -16,15 +16,25 @@ to a JSON-ready dictionary that reads into an equal spec. Example (YAML)::
       turbulent: {method: min_variance, constraints: {weight_bounds: [0.0, 0.3]}}
     limits: {max_drawdown: 0.2}
 
-``regime_policies`` maps a regime state's name to overrides of any field except ``name``, ``universe``,
-``regime_aware`` and ``regime_policies`` (``constraints`` overrides are merged into the base constraints);
-:meth:`PortfolioSpec.for_regime` returns the spec in force in a state.
+``regime_policies`` maps a regime to overrides of any field except ``name``, ``universe``, ``regime_aware`` and
+``regime_policies`` (``constraints`` overrides are merged into the base constraints). A key names a *role*, by
+the volatility rank of the model's states (regime models order them calmest first): ``calm`` (the
+lowest-variance state), ``turbulent`` (the highest-variance state) or ``normal`` (any state between); or one
+state exactly (``state_<i>``, as models with four or more states name them). An exact state key wins over the
+state's role. So ``turbulent`` applies to the 2-state model's ``turbulent`` and to the 4-state model's
+``state_3`` alike. Any other key is refused when the spec is read; :meth:`PortfolioSpec.check_regime_policies`
+also refuses keys that match no state of a given model. :meth:`PortfolioSpec.in_force` returns the spec in
+force in a state and which policy applied (:class:`RegimePolicy`).
+
+The bundled default portfolio may meet a universe smaller than its own: see
+:mod:`portfolio_engine.optimization.spec_fitting`. Roles: :mod:`portfolio_engine.optimization.regime_roles`.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from typing import Any, Literal, Self, get_args
 
 import yaml
@@ -34,6 +44,7 @@ from portfolio_engine.exceptions import SpecificationError
 from portfolio_engine.optimization._spec_model import SpecModel
 from portfolio_engine.optimization.constraints import Constraints
 from portfolio_engine.optimization.moments import COVARIANCE_ESTIMATORS, MEAN_ESTIMATORS
+from portfolio_engine.optimization.regime_roles import REGIME_ROLES, RegimePolicy, check_policy_keys, regime_roles
 
 __all__ = ["METHODS", "SHARED_METHOD_PARAMS", "EstimatorSpec", "Method", "PortfolioSpec"]
 
@@ -139,7 +150,8 @@ class PortfolioSpec(SpecModel):
     regime_aware : bool, default True
         Apply ``regime_policies`` when a regime is given.
     regime_policies : dict of str to dict
-        Per-state overrides, e.g. ``{"turbulent": {"method": "min_variance"}}``.
+        Overrides by regime role or state, e.g. ``{"turbulent": {"method": "min_variance"}}`` (keys: ``calm``,
+        ``normal``, ``turbulent`` or ``state_<i>``; see the module docstring).
     limits : dict of str to float
         Risk limits by name (checked by the risk stage).
 
@@ -147,7 +159,8 @@ class PortfolioSpec(SpecModel):
     ------
     SpecificationError
         Unknown field (named), a value out of range, a method without its required parameter, a
-        universe repeating an asset, a non-numeric limit, an invalid regime policy (named).
+        universe repeating an asset, a non-numeric limit, an invalid regime policy or a policy key that names
+        no regime (named, with the valid keys).
     """
 
     name: str = "portfolio"
@@ -194,28 +207,111 @@ class PortfolioSpec(SpecModel):
         bad = {k: v for k, v in self.limits.items() if not math.isfinite(v)}
         if bad:
             raise SpecificationError(f"limits must be finite numbers; got {bad}.", hint="Give each limit as a number.")
-        for state in self.regime_policies:
-            self.for_regime(state)
+        check_policy_keys(list(self.regime_policies))
+        for key in self.regime_policies:
+            self._with_policy(key)
         return self
 
-    def for_regime(self, state: str | None) -> PortfolioSpec:
-        """The spec in force in regime ``state``: this one with the state's policy applied.
+    def regime_policy(self, state: str | None, state_names: Sequence[str] | None = None) -> RegimePolicy:
+        """Which of ``regime_policies`` applies in regime ``state`` (pure: the spec is not changed).
 
-        Returns this spec when ``state`` is None, has no policy, or ``regime_aware`` is False. The returned
-        spec has no regime policies of its own.
+        An exact state key (``state_3``) wins; else the state's role by volatility rank (:func:`regime_roles`).
+
+        Parameters
+        ----------
+        state : str or None
+            The regime's most probable state (None: no regime).
+        state_names : sequence of str, optional
+            The model's states, calmest first (``DetectRegimeOutput.state_names``, an HMM's ``state_names_``).
+            Without them a state's role is its label when the label is a role (``calm``, ``normal``,
+            ``turbulent``), else unknown.
+
+        Returns
+        -------
+        RegimePolicy
+            ``key`` is None when no policy applies or ``regime_aware`` is False.
 
         Raises
         ------
         SpecificationError
-            The policy overrides a field it may not, or gives an invalid value (the state is named).
+            ``state`` is not one of ``state_names``.
         """
-        if state is None or not self.regime_aware or state not in self.regime_policies:
-            return self
-        overrides = dict(self.regime_policies[state])
+        if state is None:
+            return RegimePolicy()
+        if state_names is None:
+            role = state if state in REGIME_ROLES else None
+            n_states = None
+        else:
+            roles = regime_roles(state_names)
+            if state not in roles:
+                raise SpecificationError(
+                    f"Regime state {state!r} is not one of the model's states {list(roles)}.",
+                    hint="Pass the state names of the model that gave the state (its state_names_).",
+                )
+            role, n_states = roles[state], len(roles)
+        key = None
+        if self.regime_aware:
+            key = state if state in self.regime_policies else role if role in self.regime_policies else None
+        return RegimePolicy(state=state, role=role, key=key, n_states=n_states)
+
+    def in_force(
+        self, state: str | None, state_names: Sequence[str] | None = None
+    ) -> tuple[PortfolioSpec, RegimePolicy]:
+        """The spec in force in regime ``state`` and which policy made it (see :meth:`regime_policy`).
+
+        Returns this spec when no policy applies (``state`` None, no policy for the state or its role,
+        ``regime_aware`` False); otherwise a spec with the policy applied and no regime policies of its own.
+
+        Raises
+        ------
+        SpecificationError
+            ``state`` is not one of ``state_names``; the policy overrides a field it may not or gives an
+            invalid value (the key is named).
+        """
+        policy = self.regime_policy(state, state_names)
+        return (self if policy.key is None else self._with_policy(policy.key)), policy
+
+    def for_regime(self, state: str | None, state_names: Sequence[str] | None = None) -> PortfolioSpec:
+        """The spec in force in regime ``state``: :meth:`in_force` without the policy description.
+
+        Raises
+        ------
+        SpecificationError
+            As :meth:`in_force`.
+        """
+        return self.in_force(state, state_names)[0]
+
+    def check_regime_policies(self, state_names: Sequence[str]) -> None:
+        """Refuse policy keys that match no state of a model (e.g. ``normal`` with a 2-state model).
+
+        For a spec about to be saved against the champion regime model.
+
+        Parameters
+        ----------
+        state_names : sequence of str
+            The model's states, calmest first.
+
+        Raises
+        ------
+        SpecificationError
+            A key matches neither a state's name nor a state's role (named, with the keys that would).
+        """
+        roles = regime_roles(state_names)
+        valid = [*dict.fromkeys([*(r for r in roles.values() if r is not None), *roles])]
+        unmatched = [k for k in self.regime_policies if k not in valid]
+        if unmatched:
+            raise SpecificationError(
+                f"regime_policies {unmatched} match no state of the regime model (states {list(roles)}).",
+                hint=f"For this model use one of {valid}.",
+            )
+
+    def _with_policy(self, key: str) -> PortfolioSpec:
+        """The spec with ``regime_policies[key]`` applied and no policies of its own."""
+        overrides = dict(self.regime_policies[key])
         forbidden = [k for k in overrides if k in _NOT_OVERRIDABLE]
         if forbidden:
             raise SpecificationError(
-                f"regime_policies[{state!r}] overrides {forbidden}, which a policy may not change.",
+                f"regime_policies[{key!r}] overrides {forbidden}, which a policy may not change.",
                 hint=f"A policy may set any field except {list(_NOT_OVERRIDABLE)}.",
             )
         data = self.model_dump()
@@ -226,7 +322,7 @@ class PortfolioSpec(SpecModel):
         try:
             return type(self).model_validate(data)
         except SpecificationError as exc:
-            raise SpecificationError(f"regime_policies[{state!r}]: {exc.message}", hint=exc.hint) from exc
+            raise SpecificationError(f"regime_policies[{key!r}]: {exc.message}", hint=exc.hint) from exc
 
     @classmethod
     def from_dict(cls, data: Any) -> PortfolioSpec:

@@ -57,6 +57,7 @@ from portfolio_engine.contracts.backtest import (
 )
 from portfolio_engine.exceptions import EmptyDataError, InfeasibleError, SpecificationError
 from portfolio_engine.optimization import PortfolioSpec
+from portfolio_engine.optimization.spec_fitting import fit_caps_to_universe, narrow_universe
 from portfolio_engine.pipeline.backtest_analysis import (
     attribution_json,
     clean_number,
@@ -65,7 +66,7 @@ from portfolio_engine.pipeline.backtest_analysis import (
     risk_free_yields,
     windows_json,
 )
-from portfolio_engine.pipeline.optimize import bundled_spec, fit_caps_to_universe, price_returns
+from portfolio_engine.pipeline.optimize import bundled_spec, price_returns
 from portfolio_engine.ports import Lake
 
 logger = logging.getLogger(__name__)
@@ -134,8 +135,9 @@ def _prefix(run_id: str) -> str:
 def resolve_backtest_spec(request: BacktestRequest, universe: list[str] | None = None) -> PortfolioSpec:
     """The request's spec, or the bundled default (regime-aware only under the regime-aware policy).
 
-    The bundled default's caps are widened to a small universe (:func:`fit_caps_to_universe`); a user's spec is
-    used as given.
+    The bundled default holds the backtest's assets of its own universe (:func:`narrow_universe`), and only its
+    caps (its regime policies' too) that cannot be met on them widen (:func:`fit_caps_to_universe`); each change
+    is logged. A user's spec is used as given.
 
     Raises
     ------
@@ -150,16 +152,11 @@ def resolve_backtest_spec(request: BacktestRequest, universe: list[str] | None =
     spec = spec.model_copy(update={"regime_aware": request.policy == "regime_aware"})
     if not universe:
         return spec
-    # The regime policies' own caps follow the same rule as the base caps (twice equal weight at least).
-    floor = min(1.0, 2.0 / len(universe))
-    policies = {}
-    for state, override in spec.regime_policies.items():
-        bounds = (override.get("constraints") or {}).get("weight_bounds")
-        if bounds and bounds[1] is not None and bounds[1] * len(universe) < 1.0:
-            constraints = {**override["constraints"], "weight_bounds": [bounds[0], floor]}
-            override = {**override, "constraints": constraints}
-        policies[state] = override
-    return fit_caps_to_universe(spec.model_copy(update={"regime_policies": policies}), universe)
+    narrowed = narrow_universe(spec, universe)
+    fitted = fit_caps_to_universe(narrowed.spec, narrowed.spec.universe or universe)
+    for change in (*narrowed.adaptations, *fitted.adaptations):
+        logger.info("bundled default spec adapted: %s", change)
+    return fitted.spec
 
 
 def build_policy(spec: PortfolioSpec, policy: str, index_returns: pd.Series | None = None) -> Policy:
@@ -269,6 +266,7 @@ def plan_backtest(task: PlanBacktestInput, *, lake: Lake) -> PlanBacktestOutput:
     user_spec = PortfolioSpec.from_dict(request.spec) if request.spec is not None else None
     universe = _universe(task, lake, user_spec.universe if user_spec else None)
     spec = resolve_backtest_spec(request, universe)
+    universe = spec.universe if user_spec is None and spec.universe else universe  # the default's own assets
     index = index_returns(lake, request) if request.policy == "regime_aware" else None
     build_policy(spec, request.policy, index)  # fail here, before the fan-out, on a policy that cannot be built
     returns = price_returns(lake, request.source, universe, request.interval)

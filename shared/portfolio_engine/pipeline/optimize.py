@@ -34,6 +34,7 @@ from portfolio_engine.optimization import (
     optimize,
     regime_conditional_moments,
 )
+from portfolio_engine.optimization.spec_fitting import fit_caps_to_universe, narrow_universe
 from portfolio_engine.pipeline.factor_exposures import factor_loadings
 from portfolio_engine.ports import Lake, ModelRegistry
 from portfolio_engine.regime.artifacts import MODEL_FILE, load_estimator
@@ -49,40 +50,6 @@ def bundled_spec(name: str) -> PortfolioSpec | None:
     """A portfolio specification shipped with the package (``resources/portfolios/<name>.yaml``)."""
     resource = files("portfolio_engine.resources").joinpath("portfolios", f"{name}.yaml")
     return PortfolioSpec.from_yaml(resource.read_text()) if resource.is_file() else None
-
-
-def fit_caps_to_universe(spec: PortfolioSpec, universe: list[str]) -> PortfolioSpec:
-    """The bundled default on a universe too small for its caps: each cap raised to twice equal weight.
-
-    The default's 15% per asset and 35% per sector suit the bundled 20 stocks; on ``spe run --symbols
-    AAPL,MSFT`` they cannot add up to a fully invested portfolio. A cap below ``2/n`` (an asset) or
-    ``2k/n`` (a group of ``k`` held assets) is raised to it (at most 1), and groups with no held asset
-    are dropped; the ``max_weight`` and ``max_sector_weight`` limits follow. Specs users write are never
-    changed: theirs fail with the constraint named.
-    """
-    n = len(universe)
-    c = spec.constraints
-    changes: dict[str, Any] = {}
-    if c.weight_bounds is not None and c.weight_bounds[1] is not None and c.weight_bounds[1] * n < 1.0:
-        changes["weight_bounds"] = (c.weight_bounds[0], min(1.0, 2.0 / n))
-    groups = {g: [m for m in members if m in universe] for g, members in c.groups.items()}
-    groups = {g: members for g, members in groups.items() if members}
-    bounds = {}
-    for group, (lo, hi) in ((g, b) for g, b in c.group_bounds.items() if g in groups):
-        floor = min(1.0, 2.0 * len(groups[group]) / n)
-        bounds[group] = (lo, hi if hi is None or hi >= floor else floor)
-    if groups != c.groups or bounds != c.group_bounds:
-        changes |= {"groups": groups, "group_bounds": bounds}
-    if not changes:
-        return spec
-    # The concentration limits follow the widened caps (a cap the optimizer must reach is no breach).
-    limits = dict(spec.limits)
-    if "weight_bounds" in changes and "max_weight" in limits:
-        limits["max_weight"] = max(limits["max_weight"], changes["weight_bounds"][1])
-    widest = max((hi for _, hi in bounds.values() if hi is not None), default=None)
-    if widest is not None and "max_sector_weight" in limits:
-        limits["max_sector_weight"] = max(limits["max_sector_weight"], widest)
-    return spec.model_copy(update={"constraints": c.replace(**changes), "limits": limits})
 
 
 def resolve_spec(task: OptimizeInput, lake: Lake) -> PortfolioSpec:
@@ -184,6 +151,10 @@ def optimize_portfolio(task: OptimizeInput, *, lake: Lake, registry: ModelRegist
         Infeasible or unbounded problems, solver failures (from the optimizer, naming the constraints).
     """
     spec = resolve_spec(task, lake)
+    # The bundled default adapts to the run's symbols (a user's spec never does); the output lists each change.
+    default = task.spec is None and spec == bundled_spec(task.portfolio)
+    narrowed = narrow_universe(spec, [s for s in task.symbols if s != task.index_symbol]) if default else None
+    spec = narrowed.spec if narrowed is not None else spec
     universe = spec.universe or [s for s in task.symbols if s != task.index_symbol]
     unknown = [s for s in universe if s not in task.symbols]
     if unknown or not universe:
@@ -209,9 +180,12 @@ def optimize_portfolio(task: OptimizeInput, *, lake: Lake, registry: ModelRegist
             **estimators.options,
         )
     state = regime.regime if (use_regime and regime is not None) else None
-    in_force = spec.for_regime(state)
-    if task.spec is None and spec == bundled_spec(task.portfolio):
-        in_force = fit_caps_to_universe(in_force, universe)
+    state_names = (regime.state_names or None) if (use_regime and regime is not None) else None
+    in_force, policy = spec.in_force(state, state_names)
+    adaptations = list(narrowed.adaptations) if narrowed is not None else []
+    if default:
+        fitted = fit_caps_to_universe(in_force, universe)
+        in_force, adaptations = fitted.spec, [*adaptations, *fitted.adaptations]
     as_of = history.index[-1]
 
     holdings_key = f"portfolios/{spec.name}/holdings.json"
@@ -266,6 +240,8 @@ def optimize_portfolio(task: OptimizeInput, *, lake: Lake, registry: ModelRegist
             "method_in_force": in_force.method,
             "regime": task.regime.model_dump(mode="json") if task.regime else None,
             "spec_in_force": in_force.to_dict(),
+            "policy": policy.to_dict(),
+            "adaptations": adaptations,
             # Labelled by position: put_json sorts mapping keys, so an asset list keeps mu and cov aligned.
             "moments": {
                 "assets": [str(a) for a in moments.mu.index],
@@ -288,6 +264,9 @@ def optimize_portfolio(task: OptimizeInput, *, lake: Lake, registry: ModelRegist
         portfolio=spec.name,
         method=in_force.method,
         regime=state,
+        regime_role=policy.role,
+        policy=policy.key,
+        adaptations=adaptations,
         regime_aware=use_regime,
         as_of=as_of.date(),
         target_weights={k: round(float(v), 10) for k, v in target.items()},

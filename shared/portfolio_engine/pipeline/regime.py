@@ -2,11 +2,11 @@
 
 Training runs the SageMaker training script through the ``TrainingJobs`` port (a local child process
 here), then stores the artefacts and applies the promotion rule: the challenger and the champion are
-scored on the same most recent days, and the challenger wins only if it is not worse. The retrain
-state machine splits the same path around a real SageMaker training job: ``prepare_regime_training``
-writes the job's channel to the lake, ``register_regime_model`` reads its ``model.tar.gz``; both end in
-:func:`register_challenger`. Detection loads the champion and returns filtered probabilities: data up
-to the last date only.
+scored on the same most recent days, less a BIC-style penalty for their parameters, and the challenger
+wins only if it is not worse. The retrain state machine splits the same path around a real SageMaker
+training job: ``prepare_regime_training`` writes the job's channel to the lake, ``register_regime_model``
+reads its ``model.tar.gz``; both end in :func:`register_challenger`. Detection loads the champion and
+returns filtered probabilities: data up to the last date only.
 """
 
 from __future__ import annotations
@@ -163,6 +163,9 @@ def register_challenger(
             hint="The feature set changed during training; run the training again.",
         )
     challenger_metric = float(metadata["metrics"][PROMOTION_METRIC])
+    # Both sides are penalized for their parameters fitted before the holdout (older jobs: the final model's).
+    challenger_parameters = float(metadata["metrics"].get("holdout_n_parameters", metadata["metrics"]["n_parameters"]))
+    champion_parameters: float | None = None
     champion = load_champion(registry, spec.name)
     champion_metric: float | None = None
     is_comparable = True
@@ -174,15 +177,24 @@ def register_challenger(
         if is_comparable:
             probe = definition.build_estimator().fit(frame.iloc[: -spec.holdout_days])
             champion_metric = holdout_score(probe, frame, spec.holdout_days)
+            champion_parameters = float(hmm_of(probe).n_parameters_)
         else:
             champion_metric = float(champion.metadata.get("metrics", {}).get(PROMOTION_METRIC, np.nan))
-    decision = decide_promotion(challenger_metric, champion_metric, champion_compatible=is_comparable)
+    decision = decide_promotion(
+        challenger_metric,
+        champion_metric,
+        challenger_parameters=challenger_parameters,
+        n_train=len(frame) - spec.holdout_days,
+        champion_parameters=champion_parameters,
+        champion_compatible=is_comparable,
+    )
     version = str(metadata["version"])
     metadata["promotion"] = {
         "promoted": decision.promote,
         "reason": decision.reason,
         "champion_before": champion.version if champion else None,
         "champion_metric": champion_metric,
+        **decision.scores(),
     }
     registry.save(spec.name, version, {**files, METADATA_FILE: json.dumps(metadata).encode()}, metadata)
     registry.record(

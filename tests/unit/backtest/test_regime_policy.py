@@ -160,6 +160,30 @@ def test_policy_in_force_switches_with_the_regime():
     assert (weights.loc[calm, "A"] > 0.5).all()
 
 
+def test_with_four_states_the_turbulent_policy_applies_to_the_highest_variance_state():
+    # Given a 4-state HMM (states state_0..state_3, calmest first) refitted each year on 2003-2009 S&P 500 data,
+    # and a spec whose defensive policy is keyed by role: `turbulent`
+    from portfolio_engine.adapters.market_data.bundled import BundledSource
+
+    bars = BundledSource().fetch(["AAPL", "MSFT", "JNJ", "^GSPC"], start=date(2003, 1, 1), end=date(2009, 12, 31))
+    returns = bars.pivot(index="date", columns="symbol", values="adj_close").sort_index().pct_change().dropna()
+    returns.index = pd.DatetimeIndex(returns.index)
+    capped = {"method": "min_variance", "constraints": {"weight_bounds": [0, 0.34]}}
+    spec = PortfolioSpec.from_dict({**SPEC.to_dict(), "regime_policies": {"turbulent": capped}})
+    policy = RegimeAwarePolicy(
+        spec, index_returns=returns["^GSPC"], regime_spec=RegimeModelSpec(n_states=4, n_restarts=2), min_history=504
+    )
+    assets = returns[["AAPL", "MSFT", "JNJ"]]
+    # When it runs monthly
+    result = run_backtest(assets, policy, calendar_schedule(assets.index, "monthly", min_history=252), window=WINDOW)
+    # Then the 2008 crisis decisions fall in state_3, and there (only) the capped minimum-variance policy holds
+    regimes = pd.Series(policy.regimes).dropna()
+    rough = regimes.index[regimes == "state_3"]
+    assert set(regimes) <= {"state_0", "state_1", "state_2", "state_3"} and pd.Timestamp("2008-11-28") in rough
+    assert (result.weights.loc[rough].max(axis=1) <= 0.34 + 1e-6).all()
+    assert (result.weights.loc[regimes.index[regimes != "state_3"]].max(axis=1) > 0.34 + 1e-3).all()
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error"),
     [

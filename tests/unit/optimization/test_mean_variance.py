@@ -465,6 +465,10 @@ def test_optimize_applies_the_regime_policy_and_the_universe(sim: Moments) -> No
     np.testing.assert_allclose(calm.weights, max_sharpe(subset).weights, atol=1e-12)
     with pytest.raises(SpecificationError, match=r"names \['ZZZ'\]"):
         optimize(spec.model_copy(update={"universe": ["ZZZ"]}), sim)
+    # With a 4-state model's names the `turbulent` policy applies to its highest-variance state, state_3
+    four = ["state_0", "state_1", "state_2", "state_3"]
+    np.testing.assert_allclose(optimize(spec, sim, regime="state_3", state_names=four).weights, turbulent.weights)
+    np.testing.assert_allclose(optimize(spec, sim, regime="state_2", state_names=four).weights, calm.weights)
 
 
 def test_optimize_names_a_method_nobody_registered(sim: Moments, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,13 @@ import pandas as pd
 import pytest
 
 from portfolio_engine.adapters.lake import ParquetLake
-from portfolio_engine.adapters.market_data.bundled import load_ff3_monthly
+from portfolio_engine.adapters.market_data.bundled import (
+    DEFAULT_UNIVERSE,
+    FACTOR_ETFS,
+    BundledSource,
+    load_ff3_monthly,
+    load_sectors,
+)
 from portfolio_engine.contracts import DetectRegimeOutput, OptimizeInput
 from portfolio_engine.exceptions import EmptyDataError, InfeasibleError, SpecificationError
 from portfolio_engine.optimization import blend_moments, fama_french_model, regime_conditional_moments
@@ -161,17 +168,85 @@ def test_holdings_of_an_asset_that_left_the_universe_are_sold(world: dict, lake:
     assert "AMZN" not in out.holdings and out.holdings == out.target_weights
 
 
-def test_the_bundled_default_fits_its_caps_to_a_small_universe_but_a_user_spec_is_never_changed(
-    world: dict, lake: ParquetLake
-) -> None:
-    # Five stocks cannot be fully invested at 15% each: the default's caps become 2/5 = 40%.
+def test_the_bundled_default_narrows_to_a_small_run_and_records_every_change(world: dict, lake: ParquetLake) -> None:
+    # GIVEN a run on five of the default's 20 stocks (one a sector but Staples; 5 x 15% < 100%)
+    # WHEN the bundled default is optimized
     out = optimize_portfolio(_task(world, "f1", None), lake=lake, registry=world["registry"])
-    assert out.portfolio == "default" and max(out.target_weights.values()) <= 0.4 + 1e-9
-    assert sum(out.target_weights.values()) == pytest.approx(1.0)
+    # THEN it holds those five, with only the weight cap widened (to 2/5 = 40%): 4 sectors x 35% still reach
+    # the budget, so the sector caps and the max_sector_weight limit stay
+    assert out.portfolio == "default" and sorted(out.target_weights) == sorted(STOCKS)
+    assert max(out.target_weights.values()) <= 0.4 + 1e-9 and sum(out.target_weights.values()) == pytest.approx(1.0)
+    cap = 0.1 if out.policy == "turbulent" else 0.15
+    assert out.adaptations[0].startswith("universe narrowed to the run's 5 symbols of the spec's 20 (JNJ, KO")
+    assert out.adaptations[1:] == [
+        "groups with no asset in the universe dropped: Financials, Consumer Discretionary, Industrials",
+        f"weight cap {cap:.3g} -> 0.4 (5 assets cannot be fully invested under {cap:.3g} each)",
+        "limit max_weight 0.15 -> 0.4 (follows the widened cap)",
+    ]
+    # AND the run's stored result says the same, with the limits the risk stage will grade against
+    stored = lake.get_json(out.result_key)
+    assert stored["adaptations"] == out.adaptations
+    assert stored["spec_in_force"]["limits"]["max_sector_weight"] == 0.35
+    assert stored["spec_in_force"]["limits"]["max_weight"] == 0.4
+
+
+@pytest.fixture(scope="module")
+def full_lake(tmp_path_factory: pytest.TempPathFactory) -> ParquetLake:
+    """The bundled 20 stocks, the index and the factor ETFs (ingested for attribution), 2016-2022."""
+    lake = ParquetLake(str(tmp_path_factory.mktemp("full") / "lake"))
+    symbols = [*DEFAULT_UNIVERSE, *FACTOR_ETFS, "^GSPC"]
+    lake.write_bars(BundledSource().fetch(symbols, start=date(2016, 1, 1), end=date(2022, 12, 28)), "bundled",
+                    zone="curated")  # fmt: skip
+    return lake
+
+
+def test_on_the_full_universe_the_default_keeps_its_caps_and_the_factor_etfs_stay_out(
+    world: dict, full_lake: ParquetLake
+) -> None:
+    # GIVEN a run whose validated symbols are the 20 stocks, the index and the five factor ETFs
+    task = OptimizeInput(
+        run_id="full1", source="bundled", symbols=[*DEFAULT_UNIVERSE, *FACTOR_ETFS, "^GSPC"], index_symbol="^GSPC"
+    )
+    # WHEN the bundled default is optimized
+    out = optimize_portfolio(task, lake=full_lake, registry=world["registry"])
+    # THEN it holds its own 20 stocks only, and nothing of its spec was changed
+    assert sorted(out.target_weights) == sorted(DEFAULT_UNIVERSE) and out.adaptations == []
     default = bundled_spec("default")
     assert default is not None
-    with pytest.raises(SpecificationError, match="weight bounds allow"):
+    stored = full_lake.get_json(out.result_key)
+    assert stored["spec_in_force"]["constraints"] == default.to_dict()["constraints"]
+    assert stored["spec_in_force"]["limits"] == default.limits and default.limits["max_sector_weight"] == 0.35
+    # AND every sector holds at most the 35% the risk stage grades it against
+    sectors = pd.Series(load_sectors())
+    by_sector = pd.Series(out.target_weights).groupby(sectors).sum()
+    assert by_sector.max() <= 0.35 + 1e-8 and max(out.target_weights.values()) <= 0.15 + 1e-8
+
+
+def test_a_user_spec_is_never_adapted(world: dict, lake: ParquetLake) -> None:
+    # GIVEN the default's own spec, passed inline (a user's spec): it is used as written
+    default = bundled_spec("default")
+    assert default is not None
+    # THEN symbols the run lacks fail, naming them
+    with pytest.raises(SpecificationError, match=r"holds \['AAPL', 'AMD'"):
         optimize_portfolio(_task(world, "f2", default.to_dict()), lake=lake, registry=world["registry"])
+    # AND caps no portfolio of its universe can meet fail, naming the constraint
+    mine = {**default.to_dict(), "universe": STOCKS}
+    with pytest.raises(SpecificationError, match="weight bounds allow"):
+        optimize_portfolio(_task(world, "f3", mine), lake=lake, registry=world["registry"])
+
+
+def test_the_output_says_which_regime_policy_applied(world: dict, lake: ParquetLake) -> None:
+    calm = world["regime"].model_copy(update={"regime": "calm"})
+    turbulent = world["regime"].model_copy(update={"regime": "turbulent"})
+    registry = world["registry"]
+    out = optimize_portfolio(_task(world, "p1", _spec(), turbulent), lake=lake, registry=registry)
+    assert (out.regime_role, out.policy, out.method) == ("turbulent", "turbulent", "min_variance")
+    assert lake.get_json(out.result_key)["policy"] == {
+        "state": "turbulent", "role": "turbulent", "key": "turbulent", "n_states": 2
+    }  # fmt: skip
+    out = optimize_portfolio(_task(world, "p2", _spec(), calm), lake=lake, registry=registry)
+    assert (out.regime_role, out.policy, out.method) == ("calm", None, "max_sharpe")
+    assert out.adaptations == []  # a user's spec
 
 
 def test_factor_exposure_bounds_bind_on_the_spec_factor_model(world: dict, lake: ParquetLake) -> None:

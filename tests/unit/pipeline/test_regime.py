@@ -76,9 +76,12 @@ def test_a_retrain_on_the_same_data_is_not_worse_and_a_worse_definition_is_not_p
                          registry=registry, jobs=jobs)  # fmt: skip
     again = train_regime(TrainRegimeInput(run_id="t2", feature_key=feature_key, model=SPEC), lake=lake,
                          registry=registry, jobs=jobs)  # fmt: skip
-    # Same definition, same data, same seeds: the same score, and "not worse" promotes it.
+    # Same definition, same data, same seeds: the same score, the same penalty, and "not worse" promotes it.
     assert again.champion_metric == pytest.approx(again.challenger_metric, abs=1e-9)
     assert again.promoted and registry.champion("market") == again.version
+    promotion = registry.metadata("market", again.version)["promotion"]
+    assert promotion["challenger_penalty"] == promotion["champion_penalty"] > 0
+    assert promotion["challenger_score"] == pytest.approx(promotion["champion_score"], abs=1e-9)
     # A one-state model cannot tell calm from turbulent days: its predictive likelihood is lower.
     worse = train_regime(
         TrainRegimeInput(run_id="t3", feature_key=feature_key, model=SPEC.model_copy(update={"n_states": 1})),
@@ -88,6 +91,28 @@ def test_a_retrain_on_the_same_data_is_not_worse_and_a_worse_definition_is_not_p
     assert registry.champion("market") == again.version == worse.champion
     assert [h["promoted"] for h in registry.history("market")] == [True, True, False]
     assert first.version != worse.version
+
+
+def test_the_promotion_decision_penalizes_each_side_for_its_parameters(lake: ParquetLake, feature_key: str) -> None:
+    # GIVEN a 2-state champion on the bundled S&P 500 and a 3-state challenger trained on the same data
+    registry = LakeModelRegistry(lake)
+    train_regime(TrainRegimeInput(run_id="t1", feature_key=feature_key, model=SPEC), lake=lake, registry=registry,
+                 jobs=JOBS)  # fmt: skip
+    three = train_regime(
+        TrainRegimeInput(run_id="t2", feature_key=feature_key, model=SPEC.model_copy(update={"n_states": 3})),
+        lake=lake, registry=registry, jobs=JOBS,
+    )  # fmt: skip
+    # THEN each side is scored by its holdout log-likelihood per day less k ln(n) / 2n, with k counted by hand for a
+    # full-covariance Gaussian HMM on 2 features: (K - 1) + K (K - 1) + 2K + 3K = 13 for K = 2, 23 for K = 3
+    n = three.n_obs - SPEC.holdout_days
+    promotion = registry.metadata("market", three.version)["promotion"]
+    assert promotion["champion_penalty"] == pytest.approx(13 * np.log(n) / (2 * n))
+    assert promotion["challenger_penalty"] == pytest.approx(23 * np.log(n) / (2 * n))
+    assert promotion["challenger_score"] == pytest.approx(three.challenger_metric - promotion["challenger_penalty"])
+    assert promotion["champion_score"] == pytest.approx(three.champion_metric - promotion["champion_penalty"])
+    assert three.promoted is (promotion["challenger_score"] >= promotion["champion_score"])
+    assert f"(n = {n} days)" in three.reason and "(k = 23)" in three.reason and "(k = 13)" in three.reason
+    assert three.metrics["holdout_n_parameters"] == 23 and three.metrics["holdout_n_train"] == n
 
 
 def test_detect_trains_a_first_champion_then_reuses_it(lake: ParquetLake, feature_key: str) -> None:

@@ -93,5 +93,9 @@ def test_the_data_hash_sees_every_value_and_date() -> None:
 def test_a_challenger_is_promoted_only_if_not_worse(
     challenger: float, champion: float | None, compatible: bool, promote: bool
 ) -> None:
-    decision = decide_promotion(challenger, champion, champion_compatible=compatible)
+    # Same size on both sides: the complexity penalties cancel (tests/unit/regime/test_training.py has the rest)
+    decision = decide_promotion(
+        challenger, champion, challenger_parameters=13, champion_parameters=13, n_train=1000,
+        champion_compatible=compatible,
+    )  # fmt: skip
     assert decision.promote is promote and decision.reason
