@@ -1,11 +1,24 @@
-"""IngestPrices: fetch new bars into the lake's raw zone (rebalance state machine, and on a schedule)."""
+"""IngestPrices: fetch new bars into the lake's raw zone (rebalance state machine, and on a schedule).
+
+* Idempotent on ``run_id`` when ``SPE_IDEMPOTENCY_TABLE`` is set (powertools idempotency, DynamoDB persistence,
+  key ``spe-ingest-prices#<md5 of the run id>``): EventBridge delivers a scheduled event at least once (its
+  ``run_id`` is the event id, ``$.id``), and a state machine retries a step under the same execution name, so
+  a second delivery of a run id returns the first one's output without fetching again. A request that differs
+  under the same run id is refused (``IdempotencyValidationError``); an event without ``run_id`` too
+  (``IdempotencyKeyError``). A failed attempt leaves no record: its retry ingests.
+* Without ``SPE_IDEMPOTENCY_TABLE`` (a laptop, no DynamoDB) every delivery ingests, and a warning says so at
+  cold start; ingest is an upsert of the bars the source serves, so a repeat changes nothing it stored.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig, idempotent
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -20,11 +33,39 @@ LAKE = build_lake(SETTINGS)
 logger = Logger(service="spe-ingest-prices")
 tracer = Tracer(service="spe-ingest-prices")
 metrics = Metrics(namespace="StochasticPortfolioEngine", service="spe-ingest-prices")
+# Records live 7 days: past EventBridge's and Lambda's retry windows (2 and 6 hours), and past a long weekend
+# of `spe schedule --once` calls that find the same Friday fire time due.
+IDEMPOTENCY = IdempotencyConfig(
+    event_key_jmespath="run_id",
+    payload_validation_jmespath="request",
+    raise_on_no_idempotency_key=True,
+    expires_after_seconds=7 * 24 * 3600,
+)
+PERSISTENCE = (
+    DynamoDBPersistenceLayer(
+        table_name=SETTINGS.idempotency_table,
+        key_attr="id",
+        boto3_client=boto3.client("dynamodb", endpoint_url=SETTINGS.aws_endpoint_url, region_name=SETTINGS.aws_region),
+    )
+    if SETTINGS.idempotency_table
+    else None
+)
+if PERSISTENCE is None:
+    logger.warning("SPE_IDEMPOTENCY_TABLE is not set: every delivery of an event ingests, duplicates included")
+
+
+def once_per_run_id(handler: Callable[[dict[str, Any], LambdaContext], Any]) -> Callable[..., Any]:
+    """The handler, idempotent on the event's ``run_id`` when an idempotency table is configured."""
+    if PERSISTENCE is None:
+        return handler
+    # `idempotent` registers the Lambda context itself, so an in-progress record expires with the invocation.
+    return idempotent(persistence_store=PERSISTENCE, config=IDEMPOTENCY, key_prefix="spe-ingest-prices")(handler)
 
 
 @metrics.log_metrics
 @logger.inject_lambda_context(correlation_id_path="run_id")
 @tracer.capture_lambda_handler
+@once_per_run_id
 @event_parser(model=IngestInput)
 def lambda_handler(event: IngestInput, context: LambdaContext) -> dict[str, Any]:
     request = event.request
