@@ -10,7 +10,8 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from portfolio_engine.adapters.factory import build_lake
-from portfolio_engine.adapters.model_registry import LakeModelRegistry
+from portfolio_engine.adapters.model_registry import StoreModelRegistry
+from portfolio_engine.adapters.store import build_store
 from portfolio_engine.adapters.training_job import LocalTrainingJob
 from portfolio_engine.contracts import DetectRegimeInput
 from portfolio_engine.pipeline.regime import detect_regime
@@ -18,7 +19,7 @@ from portfolio_engine.settings import Settings
 
 SETTINGS = Settings()
 LAKE = build_lake(SETTINGS)
-REGISTRY = LakeModelRegistry(LAKE)
+REGISTRY = StoreModelRegistry(LAKE, build_store(SETTINGS))
 JOBS = LocalTrainingJob(in_process=True)
 logger = Logger(service="spe-detect-regime")
 tracer = Tracer(service="spe-detect-regime")

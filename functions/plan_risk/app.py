@@ -10,14 +10,15 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from portfolio_engine.adapters.factory import build_lake
-from portfolio_engine.adapters.model_registry import LakeModelRegistry
+from portfolio_engine.adapters.model_registry import StoreModelRegistry
+from portfolio_engine.adapters.store import build_store
 from portfolio_engine.contracts.risk import PlanRiskInput
 from portfolio_engine.pipeline.risk import plan_risk
 from portfolio_engine.settings import Settings
 
 SETTINGS = Settings()
 LAKE = build_lake(SETTINGS)
-REGISTRY = LakeModelRegistry(LAKE)
+REGISTRY = StoreModelRegistry(LAKE, build_store(SETTINGS))
 logger = Logger(service="spe-plan-risk")
 tracer = Tracer(service="spe-plan-risk")
 metrics = Metrics(namespace="StochasticPortfolioEngine", service="spe-plan-risk")

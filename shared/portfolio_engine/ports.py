@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import pandas as pd
 
@@ -187,9 +187,15 @@ class Lake(Protocol):
 
 ReferenceLoaders = dict[str, Callable[[], pd.DataFrame]]
 
+if TYPE_CHECKING:
+    from portfolio_engine.records.views import ChampionView
+
 
 class ModelRegistry(Protocol):
-    """Versioned model artefacts and, per model name, the champion (champion-challenger)."""
+    """Versioned model artefacts and, per model name, the champion (champion-challenger).
+
+    Artefacts are files; the champion and the decisions are events in the store, appended by the commit.
+    """
 
     def save(self, name: str, version: str, files: Mapping[str, bytes], metadata: dict[str, Any]) -> str: ...
 
@@ -199,7 +205,13 @@ class ModelRegistry(Protocol):
 
     def champion(self, name: str) -> str | None: ...
 
-    def record(self, name: str, entry: dict[str, Any], *, champion: str | None) -> None: ...
+    def champion_view(self, name: str) -> ChampionView | None:
+        """The champion, whether it is pinned, and the model stream's version (for a conditional promotion)."""
+        ...
+
+    def stream(self, name: str) -> str:
+        """The model's stream in the store of record."""
+        ...
 
     def history(self, name: str) -> list[dict[str, Any]]: ...
 
@@ -214,8 +226,6 @@ class TrainingJobs(Protocol):
 
 # Alerts --------------------------------------------------------------------------------------------
 # (Appended with their own imports; they only name types, so nothing is imported at run time.)
-from typing import TYPE_CHECKING  # noqa: E402
-
 if TYPE_CHECKING:
     from datetime import datetime, timedelta
 

@@ -11,6 +11,7 @@ import pytest
 
 from portfolio_engine.adapters.lake import ParquetLake
 from portfolio_engine.adapters.market_data.bundled import BundledSource, load_ff3_monthly, load_sectors
+from portfolio_engine.adapters.store.sqlite import SqliteStore
 from portfolio_engine.backtest import EstimationWindow, TransactionCosts, calendar_schedule, run_backtest
 from portfolio_engine.contracts.backtest import BacktestRequest, BacktestWindowOutput
 from portfolio_engine.local.runner import LocalStateMachineRunner
@@ -44,10 +45,20 @@ def test_a_monthly_walk_forward_fans_out_and_merges_into_the_single_process_back
     # Then it plans, runs every window, aggregates, and succeeds
     assert result.status == "SUCCEEDED", result.cause
     assert [f for e, f in events if e == "start"] == [
+        "start_run",
         "plan_backtest",
         *["run_backtest_window"] * 3,
         "aggregate_backtest",
+        "commit_run",
     ]
+    # and the run is recorded, committed in the backtest stream of its spec, changing no portfolio
+    store = SqliteStore(Path(lake.uri).parent / "store.db")
+    run = store.view("run", "bt-small")
+    assert run is not None and run["status"] == "SUCCEEDED" and run["stream"] == "backtest/default"
+    assert (
+        run["result"]["result_key"] == result.output["result"]["result_key"]
+        and store.view("portfolio", "default") is None
+    )
     plan, out = result.output["plan"], result.output["result"]
     assert plan["symbols"] == SMALL and len(plan["windows"]) == 3
     # 2015's first 252 trading days are history only: the first decision is the end of January 2016
@@ -101,7 +112,9 @@ def test_an_invalid_spec_fails_the_plan_with_its_error_name(lake: ParquetLake) -
     result, events = _run({**REQUEST, "spec": {"name": "bad", "method": "astrology"}}, "bt-bad-spec")
     # Then the plan fails with SpecificationError and no window runs
     assert result.status == "FAILED" and result.error == "SpecificationError", (result.error, result.cause)
-    assert [f for e, f in events if e == "start"] == ["plan_backtest"]
+    assert [f for e, f in events if e == "start"] == ["start_run", "plan_backtest", "record_failure"]
+    run = SqliteStore(Path(lake.uri).parent / "store.db").view("run", "bt-bad-spec")
+    assert run is not None and run["status"] == "FAILED" and run["failed_state"] == "PlanBacktest"
 
 
 def test_the_regime_aware_policy_runs_through_the_same_machine(lake: ParquetLake) -> None:

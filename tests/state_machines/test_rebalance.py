@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 
 from portfolio_engine.adapters.lake import ParquetLake
-from portfolio_engine.adapters.model_registry import LakeModelRegistry
+from portfolio_engine.adapters.model_registry import StoreModelRegistry
+from portfolio_engine.adapters.store.sqlite import SqliteStore
 from portfolio_engine.local.runner import LocalStateMachineRunner
+from portfolio_engine.records.events import NewEvent, portfolio_stream
 
 SMALL = ["AAPL", "JPM", "XOM"]
 REFERENCE_TABLES = ["ff3_monthly", "ff_industries_monthly", "treasury_curve", "vix", "spy_total_return", "sectors"]
@@ -30,6 +32,7 @@ def test_default_run_ingests_validates_builds_features_and_detects_the_regime(da
     # (the default's caps are its limits: a cap the optimizer reaches, e.g. Health Care at 35%, is a warning, alerted)
     warned = bool(result.output["limits"]["breaches"])
     assert [f for e, f in events if e == "start"] == [
+        "start_run",
         "ingest_prices",
         "validate_prices",
         "build_features",
@@ -41,6 +44,7 @@ def test_default_run_ingests_validates_builds_features_and_detects_the_regime(da
         "stress_test",
         "check_limits",
         *(["send_alerts"] if warned else []),
+        "commit_run",
     ]
     out = result.output
     assert out["run_id"] == "run-default"
@@ -66,7 +70,7 @@ def test_default_run_ingests_validates_builds_features_and_detects_the_regime(da
     regime = out["regime"]
     assert regime["available"] and regime["trained_now"] and regime["as_of"] == "2022-12-28"
     assert regime["state_names"] == ["calm", "turbulent"] and abs(sum(regime["probabilities"].values()) - 1) < 1e-9
-    registry = LakeModelRegistry(lake)
+    registry = StoreModelRegistry(lake, SqliteStore(data_dir / "store.db"))
     assert registry.champion("market") == regime["model_version"]
     assert registry.metadata("market", regime["model_version"])["feature_key"] == out["features"]["feature_key"]
     # and it ends with the default portfolio's target weights, regime-aware, within the spec's bounds
@@ -83,7 +87,7 @@ def test_default_run_ingests_validates_builds_features_and_detects_the_regime(da
     assert out["risk"]["n_paths"] == 200_000 and out["risk"]["horizon_days"] == 21
     assert out["risk"]["monte_carlo"]["cvar_0.99"] >= out["risk"]["monte_carlo"]["var_0.99"] > 0
     assert out["stress"]["worst_scenario"] in {s["name"] for s in out["stress"]["scenarios"]}
-    assert not out["limits"]["any_breach"] and "hedge" not in out and ("alerts" in out) is warned
+    assert not out["limits"]["any_breach"] and out["hedge"] is None and (out["alerts"] is not None) is warned
     # and the default's limits are its own: no cap was widened on its full universe, so the risk stage grades
     # the book against 35% a sector, as `spe risk monitor` does
     assert portfolio["adaptations"] == [] and out["limits"]["limits"]["max_sector_weight"] == 0.35
@@ -114,8 +118,14 @@ def test_an_unknown_symbol_fails_the_run_at_ingest_with_a_typed_error_and_writes
     result, events = _run({"symbols": ["AAPL", "NOSUCH"]}, "run-unknown")
     assert result.status == "FAILED" and result.error == "UnknownSymbolError"
     assert "NOSUCH" in json.loads(result.cause)["errorMessage"]
-    assert [f for e, f in events if e == "start"] == ["ingest_prices"]
+    assert [f for e, f in events if e == "start"] == ["start_run", "ingest_prices", "record_failure"]
     assert not (data_dir / "lake/raw").exists()
+    # and the failed run is recorded with its error and the state that failed; the portfolio holds nothing
+    store = SqliteStore(data_dir / "store.db")
+    run = store.view("run", "run-unknown")
+    assert run is not None and run["status"] == "FAILED" and run["error"] == "UnknownSymbolError"
+    assert run["failed_state"] == "IngestPrices" and "NOSUCH" in run["cause"]
+    assert store.view("portfolio", "default")["holdings"] is None  # type: ignore[index]
 
 
 def test_a_malformed_request_fails_with_the_parser_error_as_cause(data_dir: Path) -> None:
@@ -232,9 +242,12 @@ def test_every_engine_error_a_task_retries_on_exists_under_that_name() -> None:
         for name in retrier["ErrorEquals"]
         if not name.startswith(("Lambda.", "States."))
     }
-    assert names == {"SourceUnavailableError", "RateLimitedError", "CircuitOpenError", "ThrottledError"}
+    assert names == {"SourceUnavailableError", "RateLimitedError", "CircuitOpenError", "ThrottledError"} | {
+        "StoreError",  # RecordFailure retries a store it could not reach
+        "ConcurrencyError",
+    }
     for name in names:
-        assert issubclass(getattr(exceptions, name), exceptions.DataSourceError)
+        assert issubclass(getattr(exceptions, name), exceptions.DataSourceError | exceptions.StoreError)
     # and every transient error class, subclasses included, is retried
     transient = [exceptions.SourceUnavailableError, exceptions.RateLimitedError]
     while transient:
@@ -245,7 +258,8 @@ def test_every_engine_error_a_task_retries_on_exists_under_that_name() -> None:
 
 def _store_spec(data_dir: Path, limits: dict[str, float]) -> None:
     spec = {"name": "default", "method": "min_variance", "constraints": {"weight_bounds": [0.0, 0.6]}, "limits": limits}
-    ParquetLake(str(data_dir / "lake")).put_json("portfolios/default/spec.json", spec)
+    created = NewEvent(type="PortfolioCreated", data={"spec": spec, "origin": "cli"})
+    SqliteStore(data_dir / "store.db").append(portfolio_stream("default"), [created], expected_version=0)
 
 
 def test_a_breached_limit_gets_a_hedge_proposal_and_an_alert(data_dir: Path) -> None:
@@ -254,7 +268,7 @@ def test_a_breached_limit_gets_a_hedge_proposal_and_an_alert(data_dir: Path) -> 
     result, events = _run({"symbols": SMALL}, "run-breach")
     # Then the run takes the breach branch: a hedge is proposed (not executed) and the breach is alerted
     assert result.status == "SUCCEEDED", result.cause
-    assert [f for e, f in events if e == "start"][-3:] == ["check_limits", "propose_hedge", "send_alerts"]
+    assert [f for e, f in events if e == "start"][-4:] == ["check_limits", "propose_hedge", "send_alerts", "commit_run"]
     out = result.output
     assert out["limits"]["any_breach"] and out["limits"]["worst_severity"] == "critical"
     assert not out["hedge"]["executed"] and out["hedge"]["chosen"]["kind"]
@@ -271,4 +285,4 @@ def test_a_limit_close_to_its_threshold_is_a_warning_alert_without_a_hedge(data_
     assert "propose_hedge" not in [f for _, f in events]
     out = result.output
     assert not out["limits"]["any_breach"] and out["limits"]["worst_severity"] == "warning"
-    assert out["alerts"]["sent"] == 1 and "hedge" not in out
+    assert out["alerts"]["sent"] == 1 and out["hedge"] is None

@@ -20,7 +20,8 @@ import pytest
 
 from portfolio_engine.adapters.lake import ParquetLake
 from portfolio_engine.adapters.market_data.bundled import BundledSource
-from portfolio_engine.adapters.model_registry import LakeModelRegistry
+from portfolio_engine.adapters.model_registry import StoreModelRegistry
+from portfolio_engine.adapters.store.sqlite import SqliteStore
 from portfolio_engine.exceptions import StateMachineError
 from portfolio_engine.features import DEFAULT_FEATURE_SPEC, compute_features
 from portfolio_engine.local.runner import ExecutionResult, LocalStateMachineRunner
@@ -28,6 +29,13 @@ from portfolio_engine.pipeline.features import feature_set_key
 from portfolio_engine.regime.definition import RegimeModelSpec, training_frame
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _registry(lake: ParquetLake) -> StoreModelRegistry:
+    """The registry the machine's functions use: artefacts in the lake, the champion in the data dir's store."""
+    return StoreModelRegistry(lake, SqliteStore(Path(lake.uri).parent / "store.db"))
+
+
 DEFINITION = REPO_ROOT / "state_machines" / "retrain_regime.asl.json"
 SPEC = RegimeModelSpec(n_restarts=2, holdout_days=252, min_train_days=252)
 
@@ -81,17 +89,27 @@ def test_a_first_retrain_trains_on_sagemaker_locally_and_promotes_the_model(
     assert out["run_id"] == "retrain-1" and out["feature_key"] == feature_key
     assert out["job_name"] == "regime-market-retrain-1"
     assert [f for e, f in events if e == "start"] == [
+        "start_run",
         "prepare_regime_training",
         "training_job",
         "register_regime_model",
+        "commit_run",
     ]
     states = _entered(result)
-    assert states[:2] == ["PrepareTraining", "CreateTrainingJob"] and states[-2:] == ["RegisterModel", "Done"]
+    assert states[:3] == ["StartRun", "PrepareTraining", "CreateTrainingJob"]
+    assert states[-2:] == ["RegisterModel", "CommitRun"]
     assert states.count("DescribeTrainingJob") == states.count("WaitForTraining") >= 1
     decision = out["decision"]
     assert decision["promoted"] and decision["reason"] == "no champion yet"
-    registry = LakeModelRegistry(lake)
+    registry = _registry(lake)
     assert registry.champion("market") == decision["version"] == decision["champion"]
+    assert out["commit"]["champion_promoted"] == decision["version"]
+    # and the run is recorded in the model's stream: started, registered, promoted, committed, with timings
+    run = registry.store.view("run", "retrain-1")
+    assert run is not None and run["status"] == "SUCCEEDED" and run["machine"] == "retrain-regime"
+    assert [s["state"] for s in run["steps"]][:2] == ["StartRun", "PrepareTraining"]
+    types = [e.type for e in registry.store.events("model/regime/market")]
+    assert types == ["RunStarted", "ChallengerRegistered", "ChampionPromoted", "RunCommitted"]
     meta = registry.metadata("market", decision["version"])
     assert meta["feature_key"] == feature_key and meta["spec_version"] == SPEC.version
     # the channel and the artefact sit where SageMaker would have them, under the lake
@@ -117,10 +135,10 @@ def test_a_second_retrain_on_the_same_data_is_not_worse_and_is_promoted(lake: Pa
     # Same definition, same data, same seeds: the champion refitted on the same window scores the same.
     assert decision["champion_metric"] == pytest.approx(decision["challenger_metric"], abs=1e-9)
     assert decision["promoted"] and decision["reason"].startswith("holdout_loglik_per_obs")
-    history = LakeModelRegistry(lake).history("market")
+    history = _registry(lake).history("market")
     assert [h["run_id"] for h in history] == ["retrain-a", "retrain-b"]
     assert history[1]["champion_before"] == first.output["decision"]["version"]
-    assert LakeModelRegistry(lake).champion("market") == decision["version"] != first.output["decision"]["version"]
+    assert _registry(lake).champion("market") == decision["version"] != first.output["decision"]["version"]
 
 
 def test_too_little_history_fails_the_execution_with_the_jobs_error_name_and_cause(lake: ParquetLake) -> None:
@@ -134,9 +152,12 @@ def test_too_little_history_fails_the_execution_with_the_jobs_error_name_and_cau
     assert result.cause.startswith('AlgorithmError: {"errorType": "InsufficientDataError"')
     failure = json.loads(result.cause.removeprefix("AlgorithmError: "))
     assert "observations" in failure["errorMessage"] and failure["hint"]
-    assert _entered(result)[-1] == "TrainingFailed"
+    assert _entered(result)[-3:] == ["TrainingFailed", "RecordFailure", "Failed"]
     assert ("error", "training_job") in events and "register_regime_model" not in {f for _, f in events}
-    assert LakeModelRegistry(lake).champion("market") is None
+    assert _registry(lake).champion("market") is None
+    # and the failed run is recorded with the script's error (the job itself is not a Lambda state)
+    run = _registry(lake).store.view("run", "retrain-short")
+    assert run is not None and run["status"] == "FAILED" and run["error"] == "InsufficientDataError"
     # and the runner's error carries the script's message and hint, not SageMaker's wrapping
     expected = r"InsufficientDataError: \d+ observations: the model needs 252 to train plus a 252-day"
     with pytest.raises(StateMachineError, match=expected) as info:
@@ -158,7 +179,8 @@ def test_a_malformed_input_fails_at_prepare_with_the_parser_error(
     result, events = _run(payload, "retrain-bad")
     assert result.status == "FAILED" and result.error == "ValidationError"
     assert fragment in result.cause
-    assert [f for e, f in events if e == "start"] == ["prepare_regime_training"]
+    # StartRun parses the request: the run is recorded as failed there, and nothing else ran
+    assert [f for e, f in events if e == "start"] == ["start_run", "record_failure"]
 
 
 def test_without_a_feature_set_holding_the_symbol_prepare_fails_with_a_hint(data_dir: Path) -> None:
@@ -168,15 +190,18 @@ def test_without_a_feature_set_holding_the_symbol_prepare_fails_with_a_hint(data
 
 
 def _fail_states(definition: dict[str, Any]) -> dict[str, Any]:
+    # The definition's own Choice, Pass and Fail states; RecordFailure (a Lambda) replaced by a Pass.
     return {
         "StartAt": "TrainingJobStatus",
         "States": {
             k: definition["States"][k]
-            for k in ("TrainingJobStatus", "TrainingFailure", "TrainingFailed", "TrainingCrashed", "TrainingStopped")
+            for k in ("TrainingJobStatus", "TrainingFailure", "TrainingFailed", "TrainingCrashed", "TrainingStopped",
+                      "Failed")
         }
         | {
             "RegisterModel": {"Type": "Succeed"},
             "WaitForTraining": {"Type": "Succeed"},
+            "RecordFailure": {"Type": "Pass", "Next": "Failed"},
         },
     }  # fmt: skip
 
@@ -231,6 +256,6 @@ def test_the_cli_retrains_through_the_state_machine_and_prints_the_decision(
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert document["decision"]["promoted"] and document["job_name"] == "regime-market-cli-retrain"
-    assert LakeModelRegistry(lake).champion("market") == document["decision"]["version"]
+    assert _registry(lake).champion("market") == document["decision"]["version"]
     failed = CliRunner().invoke(app, [*args, "--min-train-days", "5000", "--run-id", "cli-short", "--json"])
     assert failed.exit_code == 1 and json.loads(failed.stdout)["error"] == "InsufficientDataError"

@@ -27,13 +27,16 @@ def test_run_prints_a_json_summary_and_leaves_lake_features_and_run_record(data_
     assert universe["symbols"] == ["AAPL", "MSFT"] and universe["rows"] == 2 * 8313
     assert (universe["first_date"], universe["last_date"]) == ("1990-01-02", "2022-12-28")
     assert summary["benchmarks"] == ["^GSPC"] and summary["validation"]["passed"]
+    # the states before the commit, with their timings, read from the execution's own history
     assert [s["state"] for s in summary["steps"]] == [
+        "StartRun",
         "IngestPrices",
         "ValidatePrices",
         "BuildFeatures",
         "DetectRegime",
         "Optimize",
         "PlanRisk",
+        "MonteCarlo",
         *["SimulateRiskShard"] * 4,
         "AggregateRisk",
         "StressTest",
@@ -52,7 +55,11 @@ def test_run_prints_a_json_summary_and_leaves_lake_features_and_run_record(data_
     assert portfolio["regime_role"] == portfolio["regime"] == summary["regime"]["regime"]
     assert portfolio["policy"] == ("turbulent" if portfolio["regime"] == "turbulent" else None)
     assert all(s["status"] == "succeeded" for s in summary["steps"])
-    assert (data_dir / "lake/reports/runs/cli-run.json").exists()
+    # AND the run is recorded in the store with its per-state timings and committed result
+    assert summary["status"] == "SUCCEEDED" and summary["commit"]["holdings_moved"]
+    assert all(s["status"] == "succeeded" and s["seconds"] >= 0 for s in summary["steps"])
+    listed = json.loads(runner.invoke(app, ["runs", "list", "--json"]).stdout)["runs"]
+    assert [r["run_id"] for r in listed] == ["cli-run"] and listed[0]["status"] == "SUCCEEDED"
     assert (data_dir / "lake" / summary["features"]["feature_key"] / "_manifest.json").exists()
 
 

@@ -109,7 +109,8 @@ def test_default_spec_is_regime_aware_and_respects_the_policy_in_force(lake_dir:
         Path("shared/portfolio_engine/resources/portfolios/default.yaml").read_text(encoding="utf-8")
     )
     model = document["regime_model"]
-    assert document["spec_source"] == "bundled" and document["regime_aware"] and model["available"]
+    # (`spe run` stored the default portfolio with its bundled spec: it is the store's spec v1 now)
+    assert document["spec_source"] == "store (spec v1)" and document["regime_aware"] and model["available"]
     assert document["regime"] == model["regime"] == max(model["probabilities"], key=model["probabilities"].get)
     # (the bundled spec narrows to the lake's 5 stocks, where 5 x 15% cannot be fully invested: only the weight
     # cap widens, to twice equal weight; 35% a sector still adds up, so the sector caps stay; all of it reported)
@@ -208,23 +209,62 @@ def test_save_stores_the_spec_that_later_runs_of_the_use_case_pick(lake_dir: Pat
     # GIVEN the custom spec saved as the default portfolio's
     code, document = _optimize("--spec", str(custom_spec), "--portfolio", "default", "--save", "--no-regime")
     assert code == 0, document
-    key = lake_dir / "lake" / "portfolios" / "default" / "spec.json"
-    assert document["saved_spec"] == str(key)
-    saved = PortfolioSpec.from_dict(json.loads(key.read_text()))
-    assert saved == PortfolioSpec.from_yaml(custom_spec.read_text()).model_copy(update={"name": "default"})
-    # WHEN the Optimize use case runs for the default portfolio without an inline spec (as the state machine does)
-    from portfolio_engine.adapters.model_registry import LakeModelRegistry
+    assert document["saved_spec"] == {"portfolio": "default", "spec_version": 2, "changed": True}
+    from portfolio_engine.adapters.model_registry import StoreModelRegistry
     from portfolio_engine.cli._common import open_lake
+    from portfolio_engine.cli.portfolio import open_store
     from portfolio_engine.contracts import OptimizeInput
     from portfolio_engine.pipeline.optimize import optimize_portfolio
+    from portfolio_engine.pipeline.portfolios import read_book
 
-    lake = open_lake()
+    store, lake = open_store(), open_lake()
+    book = read_book(store, "default")
+    saved = PortfolioSpec.from_dict(book.spec)
+    assert saved == PortfolioSpec.from_yaml(custom_spec.read_text()).model_copy(update={"name": "default"})
+    assert book.spec_version == 2 and book.spec_origin == "cli"
+    # WHEN the Optimize use case runs for the default portfolio without an inline spec (as the state machine does)
     task = OptimizeInput(run_id="after-save", source="bundled", symbols=[*SYMBOLS, "^GSPC"], index_symbol="^GSPC")
-    output = optimize_portfolio(task, lake=lake, registry=LakeModelRegistry(lake))
+    output = optimize_portfolio(task, lake=lake, registry=StoreModelRegistry(lake, store), book=book)
     # THEN it optimizes the stored spec: its universe, its method; and `spe optimize` says where the spec came from
     assert sorted(output.target_weights) == sorted(CUSTOM) and output.method == "max_sharpe"
     code, again = _optimize("--no-regime")
-    assert code == 0 and again["spec_source"] == "lake" and sorted(again["target_weights"]) == sorted(CUSTOM)
+    assert code == 0 and again["spec_source"] == "store (spec v2)" and sorted(again["target_weights"]) == sorted(CUSTOM)
+    # AND saving the same spec again changes nothing
+    code, same = _optimize("--spec", str(custom_spec), "--portfolio", "default", "--save", "--no-regime")
+    assert code == 0 and same["saved_spec"] == {"portfolio": "default", "spec_version": 2, "changed": False}
+
+
+def test_exploring_never_changes_the_book(lake_dir: Path, custom_spec: Path) -> None:
+    # GIVEN the holdings `spe run` committed
+    from portfolio_engine.cli.portfolio import open_store
+    from portfolio_engine.pipeline.portfolios import read_book
+
+    before = read_book(open_store(), "default")
+    assert before.holdings is not None
+    # WHEN another method is explored (the defect: this used to rebalance and overwrite the holdings)
+    code, document = _optimize("--method", "max_utility", "--no-regime")
+    assert code == 0, document
+    # THEN it says what it would do, and the holdings, the spec and the stream are exactly as before
+    after = read_book(open_store(), "default")
+    assert after == before and open_store().stream_version("portfolio/default") == before.holdings.version
+
+
+def test_an_infeasible_or_misnamed_spec_is_refused_before_any_work_and_nothing_is_saved(
+    lake_dir: Path, tmp_path: Path
+) -> None:
+    tight = tmp_path / "tight.yaml"
+    tight.write_text(
+        "name: tight\nuniverse: [JNJ, KO, PG]\nmethod: min_variance\nconstraints: {weight_bounds: [0, 0.2]}\n"
+    )
+    code, error = _optimize("--spec", str(tight), "--save", "--no-regime")
+    assert code == 1 and error["error"] == "SpecificationError" and "at most 0.6" in error["message"]
+    misnamed = tmp_path / "misnamed.yaml"
+    misnamed.write_text("name: misnamed\nuniverse: [JNJ, KO, PG]\nlimits: {max_wieght: 0.5}\n")
+    code, error = _optimize("--spec", str(misnamed), "--save", "--no-regime")
+    assert code == 1 and error["error"] == "SpecificationError" and "max_wieght" in error["message"]
+    from portfolio_engine.cli.portfolio import open_store
+
+    assert open_store().view("portfolio", "tight") is None and open_store().view("portfolio", "misnamed") is None
 
 
 def test_human_output_shows_the_headline_figures_and_the_weights(lake_dir: Path, custom_spec: Path) -> None:
@@ -232,7 +272,7 @@ def test_human_output_shows_the_headline_figures_and_the_weights(lake_dir: Path,
     assert result.exit_code == 0, result.stderr
     text = result.stdout
     assert "Portfolio core" in text and "Method in force: max_sharpe" in text and "not used (--no-regime)" in text
-    assert "Expected return" in text and "Sharpe" in text and "Decision: rebalance (initial)" in text
+    assert "Expected return" in text and "Sharpe" in text and "would rebalance (initial)" in " ".join(text.split())
     assert all(symbol in text for symbol in CUSTOM) and "risk share" in text
 
 

@@ -165,11 +165,20 @@ def test_the_html_report_embeds_the_charts_and_the_tables(default_report: tuple[
     assert f"<td>{document['monte_carlo']['figures']['var_0.99']:.2%}</td>" in page
 
 
+def _holdings() -> dict:
+    """The default portfolio's holdings in the store of record (the data dir's SQLite file)."""
+    from portfolio_engine.cli.portfolio import open_store
+
+    view = open_store().view("portfolio", "default")
+    assert view is not None and view["holdings"] is not None
+    return dict(view["holdings"])
+
+
 def test_shards_give_bit_identical_figures_that_match_an_independent_simulation(lake_dir: Path, tmp_path: Path) -> None:
     # GIVEN weights to measure (no optimization), the one-regime Normal model, 70,000 paths (5 blocks of 16,384)
     path = tmp_path / "weights.json"
     path.write_text(json.dumps(WEIGHTS))
-    holdings = (lake_dir / "lake" / "portfolios" / "default" / "holdings.json").read_text()
+    holdings = _holdings()
     common = ["--weights", str(path), "--no-regime", "--innovations", "normal", "--paths", "70000", "--seed", "5"]
     chart = tmp_path / "risk.png"
     # WHEN the same run is simulated in 1 shard and in 4
@@ -195,7 +204,7 @@ def test_shards_give_bit_identical_figures_that_match_an_independent_simulation(
     # AND the weights' result document holds the spec in force; the portfolio's holdings are untouched
     stored = json.loads((lake_dir / "lake" / "risk" / one["run_id"] / "portfolio.json").read_text())
     assert stored["spec_in_force"]["name"] == "default" and stored["result"]["weights"] == pytest.approx(WEIGHTS)
-    assert (lake_dir / "lake" / "portfolios" / "default" / "holdings.json").read_text() == holdings
+    assert _holdings() == holdings
     # AND the PNG holds the fan chart and the stress bars
     assert chart.read_bytes().startswith(PNG_MAGIC) and four["chart"] == str(chart)
 
@@ -272,7 +281,7 @@ def test_the_monitor_marks_the_holdings_bar_by_bar_like_a_buy_and_hold_by_hand(l
     result = runner.invoke(app, ["risk", "monitor", "--since", "2022-06-01", "--last", "3", "--json"])
     assert result.exit_code == 0, result.stdout
     shown = json.loads(result.stdout)
-    held = json.loads((lake_dir / "lake" / "portfolios" / "default" / "holdings.json").read_text())["weights"]
+    held = _holdings()["weights"]
     weights = pd.Series({k: v for k, v in held.items() if v != 0})
     prices = _curated_prices(lake_dir)[list(weights.index)].loc["2022-06-01":].dropna()
     value = float((weights * prices.iloc[-1] / prices.iloc[0]).sum())

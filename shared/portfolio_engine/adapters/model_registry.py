@@ -1,29 +1,34 @@
-"""Model artefacts and the champion-challenger registry, stored in the lake (a folder or S3).
+"""Model artefacts in the lake (a folder or S3), the champion-challenger registry in the store of record.
 
-Layout, per model kind and name::
+Artefacts, per model kind and name, are immutable files::
 
     models/<kind>/<name>/<version>/<file>        model.joblib, metadata.json, validation.json, ...
-    models/<kind>/<name>/registry.json           {"champion": <version>, "history": [...]}
 
-Artefacts are written before the registry names them, so a reader never finds a champion whose
-files are missing. The registry document is rewritten whole: one writer per model name at a time
-(the retrain state machine runs one execution per name).
+The champion pointer and every decision are events of the model's stream in the store (``model/<kind>/<name>``:
+``ChallengerRegistered``, ``ChampionPromoted``, ``ChampionPinned``, ``ChampionRolledBack``), read back through
+the store's ``champion`` view; appending them is the commit's job (``pipeline.champion``), one conditional
+append decided on the champion it read. Artefacts are written before any event names them, so a reader never
+finds a champion whose files are missing.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from portfolio_engine.exceptions import LakeError, ModelNotFoundError
-from portfolio_engine.ports import Lake
+from portfolio_engine.ports import Lake, Store
+from portfolio_engine.records.events import model_stream
+from portfolio_engine.records.views import ChampionView
 
 
-class LakeModelRegistry:
-    """The :class:`~portfolio_engine.ports.ModelRegistry` port over a lake."""
+class StoreModelRegistry:
+    """The :class:`~portfolio_engine.ports.ModelRegistry` port: artefacts in the lake, the champion in the store."""
 
-    def __init__(self, lake: Lake, *, kind: str = "regime") -> None:
+    def __init__(self, lake: Lake, store: Store, *, kind: str = "regime") -> None:
         self.lake = lake
+        self.store = store
         self.kind = kind
 
     def _prefix(self, name: str) -> str:
@@ -63,33 +68,21 @@ class LakeModelRegistry:
         return self.lake.get_bytes(key)
 
     def metadata(self, name: str, version: str) -> dict[str, Any]:
-        import json
-
         return dict(json.loads(self.read_file(name, version, "metadata.json")))
 
-    def _registry(self, name: str) -> dict[str, Any]:
-        key = f"{self._prefix(name)}/registry.json"
-        try:
-            return dict(self.lake.get_json(key)) if self.lake.exists(key) else {"champion": None, "history": []}
-        except (LakeError, ValueError) as exc:
-            raise LakeError(
-                f"The registry of {self.kind} model {name!r} cannot be read: {exc}",
-                hint=f"Inspect {self.lake.key_uri(key)}; delete it to start the registry afresh.",
-            ) from exc
+    def stream(self, name: str) -> str:
+        """The model's stream in the store."""
+        return model_stream(self.kind, name)
+
+    def champion_view(self, name: str) -> ChampionView | None:
+        """The champion, whether it is pinned, and the stream version it was read at."""
+        raw = self.store.view("champion", f"{self.kind}/{name}")
+        return None if raw is None else ChampionView.model_validate(raw)
 
     def champion(self, name: str) -> str | None:
-        """The champion's version, or None before the first promotion."""
-        champion = self._registry(name).get("champion")
-        return str(champion) if champion else None
-
-    def record(self, name: str, entry: dict[str, Any], *, champion: str | None) -> None:
-        """Append a decision to the history and set the champion (None keeps the current one)."""
-        registry = self._registry(name)
-        registry["history"] = [*registry.get("history", []), entry]
-        if champion is not None:
-            registry["champion"] = champion
-        self.lake.put_json(f"{self._prefix(name)}/registry.json", registry)
+        view = self.champion_view(name)
+        return None if view is None else view.champion
 
     def history(self, name: str) -> list[dict[str, Any]]:
-        """Every training decision recorded for ``name``, oldest first."""
-        return list(self._registry(name).get("history", []))
+        """Every training decision recorded for ``name``, oldest first (``ChallengerRegistered`` events)."""
+        return [e.data for e in self.store.events(self.stream(name)) if e.type == "ChallengerRegistered"]

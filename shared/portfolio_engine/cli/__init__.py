@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from portfolio_engine.cli import backtest, optimize, risk_monitor, run, schedule
+from portfolio_engine.cli import backtest, optimize, risk_monitor, run, runs, schedule
 from portfolio_engine.cli.data import data_app
 from portfolio_engine.cli.portfolio import portfolio_app
 from portfolio_engine.cli.regime import regime_app
@@ -20,6 +20,7 @@ run.register(app)
 optimize.register(app)
 backtest.register(app)
 schedule.register(app)
+runs.register(app)
 app.add_typer(data_app, name="data")
 app.add_typer(regime_app, name="regime")
 risk_monitor.register(risk_app)

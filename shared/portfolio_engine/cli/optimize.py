@@ -32,7 +32,7 @@ from portfolio_engine.cli._common import (
 if TYPE_CHECKING:
     from portfolio_engine.contracts import DetectRegimeOutput, OptimizeInput, OptimizeOutput
     from portfolio_engine.optimization import Moments, PortfolioSpec
-    from portfolio_engine.ports import Lake, ModelRegistry
+    from portfolio_engine.ports import Lake, ModelRegistry, Store
 
 SpecOpt = Annotated[
     Optional[Path],
@@ -57,7 +57,12 @@ FrontierOpt = Annotated[
     Optional[Path], typer.Option(help="Write the efficient frontier: .png, or .html (a report with the weights).")
 ]
 SaveOpt = Annotated[
-    bool, typer.Option("--save", help="Store the spec in the lake (portfolios/<name>/spec.json) for later runs.")
+    bool,
+    typer.Option(
+        "--save",
+        help="Save the spec as the portfolio's (validated completely; a new spec version). The one way to change a "
+        "spec from the command line; `spe run` is the one way to move holdings.",
+    ),
 ]
 
 
@@ -76,11 +81,16 @@ def optimize(
     data_dir: DataDirOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Optimize a portfolio on the lake's curated prices, decide whether to rebalance, store the result."""
+    """What-if: optimize a portfolio on the lake's curated prices and say whether it would rebalance.
+
+    Nothing changes: the holdings stay as they are (`spe run` moves them). With --save the spec is saved.
+    """
     setup(data_dir)
-    from portfolio_engine.adapters.model_registry import LakeModelRegistry
+    from portfolio_engine.adapters.model_registry import StoreModelRegistry
+    from portfolio_engine.cli.portfolio import open_store
     from portfolio_engine.exceptions import ConfigurationError, EmptyDataError
     from portfolio_engine.pipeline.optimize import optimize_portfolio
+    from portfolio_engine.pipeline.portfolios import read_book, save_portfolio, validate_for_save
 
     with errors_to_exit(as_json):
         if frontier is not None and frontier.suffix.lower() not in (".png", ".html"):
@@ -90,15 +100,20 @@ def optimize(
             )
         _check_method(method)
         run_id = f"optimize-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
-        lake = open_lake()
-        registry = LakeModelRegistry(lake)
+        lake, store = open_lake(), open_store()
+        registry = StoreModelRegistry(lake, store)
         symbols = [c.symbol for c in lake.inventory(source, zone="curated")]
         if not symbols:
             raise EmptyDataError(
                 f"The lake {lake.uri} holds no curated prices from '{source}'.",
                 hint="Run `spe run` first (it ingests, validates and stores them), or pick another --source.",
             )
-        chosen, origin, inline = portfolio_spec(lake, spec, portfolio, method, run_id, source, symbols)
+        chosen, origin, inline = portfolio_spec(store, spec, portfolio, method)
+        # A method override of the stored or bundled spec stays that spec (adapted to the lake as a run would).
+        override = method if not inline else None
+        if save:  # validated before any work: a spec a run would trip on is refused now
+            validate_for_save(chosen, lake=lake, registry=registry, source=source)
+        book = read_book(store, chosen.name)
         detected: DetectRegimeOutput | None = None
         feature_key: str | None = None
         with progress_bar() as progress, handler_output_to_stderr():
@@ -107,9 +122,9 @@ def optimize(
                 detected, feature_key = current_regime(lake, registry, run_id, chosen.name, source)
             task = optimize_input(
                 lake, chosen, inline, run_id=run_id, source=source, symbols=symbols, detected=detected,
-                feature_key=feature_key,
+                feature_key=feature_key, method=override,
             )  # fmt: skip
-            output = optimize_portfolio(task, lake=lake, registry=registry)
+            output = optimize_portfolio(task, lake=lake, registry=registry, book=book)
         document: dict[str, Any] = output.model_dump(mode="json")
         document |= {
             "spec_source": origin,
@@ -119,10 +134,9 @@ def optimize(
             "saved_spec": None,
             "frontier": None,
         }
-        if save:
-            key = f"portfolios/{chosen.name}/spec.json"
-            lake.put_json(key, chosen.to_dict())
-            document["saved_spec"] = lake.key_uri(key)
+        if save:  # and saved only once it has optimized on the lake's data
+            saved, changed = save_portfolio(store, chosen, lake=lake, registry=registry, source=source)
+            document["saved_spec"] = {"portfolio": saved.name, "spec_version": saved.spec_version, "changed": changed}
         if frontier is not None:
             document["frontier"] = _write_frontier(lake, task, output, frontier)
     if as_json:
@@ -165,31 +179,40 @@ def read_spec_file(path: Path) -> PortfolioSpec:
 
 
 def portfolio_spec(
-    lake: Lake,
-    path: Path | None,
-    portfolio: str | None,
-    method: str | None,
-    run_id: str,
-    source: str,
-    symbols: list[str],
+    store: Store, path: Path | None, portfolio: str | None, method: str | None
 ) -> tuple[PortfolioSpec, str, bool]:
-    """The spec to optimize (file, else stored, else bundled) with the overrides, its origin, whether it is new."""
-    from portfolio_engine.contracts import OptimizeInput
+    """The spec to optimize (file, else stored, else bundled) with the overrides, its origin, whether it is inline.
+
+    Raises
+    ------
+    SpecificationError
+        A portfolio that is neither stored nor bundled, or an invalid spec.
+    """
+    from portfolio_engine.exceptions import SpecificationError
     from portfolio_engine.optimization import PortfolioSpec
-    from portfolio_engine.pipeline.optimize import resolve_spec
+    from portfolio_engine.pipeline.optimize import bundled_spec
+    from portfolio_engine.pipeline.portfolios import read_book
 
     if path is not None:
         base, origin = read_spec_file(path), str(path)
         name = portfolio or base.name
     else:
         name = portfolio or "default"
-        probe = parse_request(OptimizeInput, run_id=run_id, source=source, symbols=symbols, portfolio=name)
-        base = resolve_spec(probe, lake)
-        origin = "lake" if lake.exists(f"portfolios/{name}/spec.json") else "bundled"
+        stored = read_book(store, name)
+        if stored.spec is not None:
+            base, origin = PortfolioSpec.from_dict(stored.spec), f"store (spec v{stored.spec_version})"
+        else:
+            found = bundled_spec(name)
+            if found is None:
+                raise SpecificationError(
+                    f"No portfolio {name!r} in the store and no bundled spec of that name.",
+                    hint="Give a spec file (--spec core.yaml); --save stores it as a portfolio.",
+                )
+            base, origin = found, "bundled"
     data = base.to_dict() | {"name": name}
     if method is not None:
         data["method"] = method
-    return PortfolioSpec.from_dict(data), origin, path is not None or method is not None
+    return PortfolioSpec.from_dict(data), origin, path is not None
 
 
 def optimize_input(
@@ -202,7 +225,7 @@ def optimize_input(
     symbols: list[str],
     detected: DetectRegimeOutput | None,
     feature_key: str | None,
-    record_holdings: bool = True,
+    method: str | None = None,
 ) -> OptimizeInput:
     """The Optimize task for ``chosen`` (from :func:`portfolio_spec`) on the lake's curated ``symbols``.
 
@@ -226,7 +249,7 @@ def optimize_input(
         spec=chosen.to_dict() if inline else None,
         feature_key=feature_key,
         regime=detected,
-        record_holdings=record_holdings,
+        method=method,
     )
 
 
@@ -404,9 +427,10 @@ def _print(document: dict[str, Any]) -> None:
         f"Expected return {document['expected_return']:.2%}, volatility {document['volatility']:.2%}, "
         f"Sharpe {document['sharpe']:.2f}; solver {document['solver']}"
     )
-    verdict = "[green]rebalance[/]" if decision["rebalance"] else "[yellow]hold[/]"
+    verdict = "[green]would rebalance[/]" if decision["rebalance"] else "[yellow]would hold[/]"
     out.print(
-        f"Decision: {verdict} ({decision['reason']}): drift {decision['drift']:.2%}, turnover "
+        f"Decision (what-if: the holdings are not changed): {verdict} ({decision['reason']}): "
+        f"drift {decision['drift']:.2%}, turnover "
         f"{decision['turnover']:.2%}, cost {decision['cost']:.4%}, benefit {decision['benefit']:.4%}"
     )
     table = Table(title="Target weights")
@@ -421,7 +445,13 @@ def _print(document: dict[str, Any]) -> None:
     out.print(table)
     for change in document.get("adaptations") or []:
         out.print(f"[yellow]Default spec adapted to this run:[/] {change}")
-    out.print(f"Stored: {document['result_key']}")
-    for label, value in (("Spec saved to", document["saved_spec"]), ("Frontier written to", document["frontier"])):
-        if value:
-            out.print(f"{label} {value['path'] if isinstance(value, dict) else value}")
+    out.print(f"Proposal stored: {document['result_key']}")
+    saved = document["saved_spec"]
+    if saved:
+        what = (
+            f"saved as spec v{saved['spec_version']}" if saved["changed"] else f"unchanged (v{saved['spec_version']})"
+        )
+        out.print(f"Portfolio {saved['portfolio']}: spec {what}")
+    frontier = document["frontier"]
+    if frontier:
+        out.print(f"Frontier written to {frontier['path'] if isinstance(frontier, dict) else frontier}")

@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     from portfolio_engine.ports import Lake
     from portfolio_engine.regime.definition import RegimeModelSpec
 
-regime_app = typer.Typer(help="Regime models: fit, show, validate.", no_args_is_help=True)
+regime_app = typer.Typer(help="Regime models: fit, show, validate, retrain, champion.", no_args_is_help=True)
+champion_app = typer.Typer(help="The champion regime model: show, pin, unpin, rollback.", no_args_is_help=True)
+regime_app.add_typer(champion_app, name="champion")
 
 NameOpt = Annotated[str, typer.Option(help="Registry name of the regime model.")]
 FeatureKeyOpt = Annotated[
@@ -66,9 +68,10 @@ def _spec(name: str, symbol: str, **overrides: Any) -> RegimeModelSpec:
 
 
 def _registry(lake: Lake) -> Any:
-    from portfolio_engine.adapters.model_registry import LakeModelRegistry
+    from portfolio_engine.adapters.model_registry import StoreModelRegistry
+    from portfolio_engine.cli.portfolio import open_store
 
-    return LakeModelRegistry(lake)
+    return StoreModelRegistry(lake, open_store())
 
 
 @regime_app.command("fit")
@@ -90,6 +93,7 @@ def fit(
     setup(data_dir)
     from portfolio_engine.adapters.training_job import LocalTrainingJob
     from portfolio_engine.contracts import TrainRegimeInput
+    from portfolio_engine.pipeline.champion import commit_training
     from portfolio_engine.pipeline.regime import train_regime
 
     with errors_to_exit(as_json):
@@ -105,15 +109,16 @@ def fit(
             features=tuple(f.strip() for f in features.split(",")) if features else None,
         )
         lake = open_lake()
+        registry = _registry(lake)
         key = feature_key or latest_feature_key(lake, spec.symbol)
         with progress_bar() as progress:
             progress.add_task(f"training {spec.name} on {key}", total=None)
-            result = train_regime(
-                TrainRegimeInput(feature_key=key, model=spec),
-                lake=lake,
-                registry=_registry(lake),
-                jobs=LocalTrainingJob(),
+            proposal = train_regime(
+                TrainRegimeInput(feature_key=key, model=spec), lake=lake, registry=registry, jobs=LocalTrainingJob()
             )
+        # One append records the run and its decision; a promotion that lost a race to another is recorded as lost.
+        request = {"feature_key": key, "model": spec.model_dump(mode="json")}
+        result = commit_training(registry.store, registry, proposal, request=request)
     document = result.model_dump(mode="json")
     if as_json:
         emit(document, True)
@@ -366,3 +371,82 @@ def retrain(
         f"{decision['n_obs']:,} days {decision['first_date']} .. {decision['last_date']}"
     )
     out.print({k: round(v, 6) for k, v in decision["metrics"].items()})
+
+
+@champion_app.command("show")
+def champion_show(name: NameOpt = "market", data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
+    """The champion, whether it is pinned, the champions before it and every registry decision."""
+    setup(data_dir)
+    from portfolio_engine.pipeline.champion import champion_report
+
+    with errors_to_exit(as_json):
+        lake = open_lake()
+        registry = _registry(lake)
+        document = champion_report(registry.store, registry, name)
+    if as_json:
+        emit(document, True)
+        return
+    pinned = " [bold](pinned)[/]" if document["pinned"] else ""
+    out.print(
+        f"[bold]{document['model']}[/]: champion {document['champion']}{pinned}, states {document['state_names']}"
+    )
+    out.print(f"Champions so far: {' -> '.join(document['lineage']) or 'none'}")
+    table = Table(title="Decisions, oldest first")
+    for column in ("recorded at", "event", "version", "promoted", "reason"):
+        table.add_column(column)
+    for d in document["decisions"]:
+        version = d.get("version") or d.get("to") or ""
+        promoted = "" if "promoted" not in d else ("yes" if d["promoted"] else "no")
+        table.add_row(
+            d["recorded_at"][:19].replace("T", " "), d["type"], str(version), promoted, str(d.get("reason") or "")
+        )
+    out.print(table)
+
+
+@champion_app.command("pin")
+def champion_pin(
+    name: NameOpt = "market",
+    version: Annotated[Optional[str], typer.Option(help="The version to pin (default: the champion).")] = None,
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Pin the champion (or make --version the champion and pin it): promotions are refused until unpinned."""
+    setup(data_dir)
+    from portfolio_engine.pipeline.champion import pin_champion
+
+    with errors_to_exit(as_json):
+        lake = open_lake()
+        registry = _registry(lake)
+        view = pin_champion(registry.store, registry, name, version)
+    emit(view.model_dump(mode="json"), True) if as_json else out.print(f"{name}: champion {view.champion} pinned.")
+
+
+@champion_app.command("unpin")
+def champion_unpin(name: NameOpt = "market", data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
+    """Let promotions replace the champion again."""
+    setup(data_dir)
+    from portfolio_engine.pipeline.champion import unpin_champion
+
+    with errors_to_exit(as_json):
+        view = unpin_champion(_registry(open_lake()).store, name)
+    emit(view.model_dump(mode="json"), True) if as_json else out.print(f"{name}: champion {view.champion} unpinned.")
+
+
+@champion_app.command("rollback")
+def champion_rollback(
+    name: NameOpt = "market",
+    to: Annotated[Optional[str], typer.Option(help="An earlier champion (default: the one before).")] = None,
+    pin: Annotated[bool, typer.Option("--pin/--no-pin", help="Pin it, so the next retraining keeps it.")] = True,
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make an earlier champion the champion again (pinned by default)."""
+    setup(data_dir)
+    from portfolio_engine.pipeline.champion import rollback_champion
+
+    with errors_to_exit(as_json):
+        view = rollback_champion(_registry(open_lake()).store, name, to=to, pin=pin)
+    if as_json:
+        emit(view.model_dump(mode="json"), True)
+    else:
+        out.print(f"{name}: champion rolled back to {view.champion}{' (pinned)' if view.pinned else ''}.")

@@ -87,7 +87,7 @@ def report(
 ) -> None:
     """Optimize (or take --weights), simulate, stress and check the limits of a portfolio; propose a hedge."""
     setup(data_dir)
-    from portfolio_engine.adapters.model_registry import LakeModelRegistry
+    from portfolio_engine.adapters.model_registry import StoreModelRegistry
     from portfolio_engine.cli.optimize import (
         current_regime,
         index_symbol,
@@ -95,9 +95,11 @@ def report(
         portfolio_spec,
         regime_summary,
     )
+    from portfolio_engine.cli.portfolio import open_store
     from portfolio_engine.contracts.risk import RiskSettings
     from portfolio_engine.exceptions import ConfigurationError, EmptyDataError
     from portfolio_engine.pipeline.optimize import optimize_portfolio
+    from portfolio_engine.pipeline.portfolios import read_book
     from portfolio_engine.risk.limits import parse_limits
 
     with errors_to_exit(as_json):
@@ -111,15 +113,15 @@ def report(
         )
         given = None if weights is None else read_weights(weights)
         run_id = f"risk-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
-        lake = open_lake()
-        registry = LakeModelRegistry(lake)
+        lake, store = open_lake(), open_store()
+        registry = StoreModelRegistry(lake, store)
         symbols = [c.symbol for c in lake.inventory(source, zone="curated")]
         if not symbols:
             raise EmptyDataError(
                 f"The lake {lake.uri} holds no curated prices from '{source}'.",
                 hint="Run `spe run` first (it ingests, validates and stores them), or pick another --source.",
             )
-        chosen, origin, inline = portfolio_spec(lake, spec, portfolio, None, run_id, source, symbols)
+        chosen, origin, inline = portfolio_spec(store, spec, portfolio, None)
         # Fail before any simulation: unknown limit names, bad weights.
         parse_limits(chosen.limits)
         if given is not None:
@@ -140,9 +142,9 @@ def report(
                     symbols=symbols,
                     detected=detected,
                     feature_key=feature_key,
-                    record_holdings=False,  # a report measures; it does not rebalance the portfolio
                 )
-                target = optimize_portfolio(task, lake=lake, registry=registry)
+                # A report measures the target; the store's holdings are read, never moved.
+                target = optimize_portfolio(task, lake=lake, registry=registry, book=read_book(store, chosen.name))
                 index = task.index_symbol
             else:
                 index = index_symbol(lake, source, symbols, feature_key)

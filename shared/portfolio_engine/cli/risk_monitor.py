@@ -43,7 +43,9 @@ def monitor(
     setup(data_dir)
     import pandas as pd
 
+    from portfolio_engine.cli.portfolio import open_store
     from portfolio_engine.exceptions import ConfigurationError, EmptyDataError
+    from portfolio_engine.pipeline.portfolios import read_book
     from portfolio_engine.pipeline.risk_checks import sector_map, spec_in_force
     from portfolio_engine.risk.monitor import RiskMonitor
 
@@ -51,13 +53,13 @@ def monitor(
         if interval not in BARS_PER_DAY:
             raise ConfigurationError(f"Unknown interval {interval!r}.", hint=f"Use one of {list(BARS_PER_DAY)}.")
         lake = open_lake()
-        key = f"portfolios/{portfolio}/holdings.json"
-        if not lake.exists(key):
+        held = read_book(open_store(), portfolio).holdings
+        if held is None or held.run_id is None:
             raise EmptyDataError(f"Portfolio {portfolio!r} holds nothing yet.", hint="Run `spe run` first.")
-        held = lake.get_json(key)
-        weights = pd.Series(held["weights"], dtype=float)
+        weights = pd.Series(held.weights, dtype=float)
         weights = weights[weights.abs() > 0]
-        limits = spec_in_force(lake, f"portfolios/{portfolio}/runs/{held['run_id']}.json").limits
+        # The limits of the spec in force when the run that set the holdings decided them.
+        limits = spec_in_force(lake, f"portfolios/{portfolio}/runs/{held.run_id}.json").limits
         start = since.date() if isinstance(since, datetime) else None
         bars = lake.read_bars(source, list(weights.index), start=start, interval=interval)
         prices = bars.pivot(index="date", columns="symbol", values="adj_close").sort_index().dropna()

@@ -31,6 +31,7 @@ from portfolio_engine.cli._common import (
 )
 
 STEP_NAMES = {
+    "start_run": "StartRun",
     "ingest_prices": "IngestPrices",
     "validate_prices": "ValidatePrices",
     "build_features": "BuildFeatures",
@@ -43,6 +44,7 @@ STEP_NAMES = {
     "check_limits": "CheckLimits",
     "propose_hedge": "ProposeHedge",
     "send_alerts": "Alert",
+    "commit_run": "CommitRun",
 }
 
 
@@ -51,6 +53,9 @@ def register(app: typer.Typer) -> None:
 
 
 def run(
+    portfolio: Annotated[
+        str, typer.Option(help="The stored portfolio to rebalance ('default' is created on first use).")
+    ] = "default",
     source: SourceOpt = "bundled",
     symbols: SymbolsOpt = None,
     benchmarks: BenchmarksOpt = None,
@@ -63,15 +68,21 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run the rebalance state machine locally on the embedded default and print a summary."""
+    """Rebalance a portfolio: run the rebalance state machine locally and commit the result to the store.
+
+    The one command that moves holdings. Each run is recorded (`spe runs list`), committed once at the end or,
+    if a step fails, recorded as failed with the book left as it was.
+    """
     setup(data_dir, verbose)
     from portfolio_engine.contracts import RunRequest
+    from portfolio_engine.exceptions import StateMachineError
     from portfolio_engine.local.runner import LocalStateMachineRunner
-    from portfolio_engine.pipeline.summary import summarize_run, task_steps
+    from portfolio_engine.pipeline.summary import summarize_run
 
     with errors_to_exit(as_json):
         request = parse_request(
             RunRequest,
+            portfolio=portfolio,
             source=source,
             symbols=symbols_list(symbols),
             benchmarks=benchmarks_list(benchmarks),
@@ -94,10 +105,16 @@ def run(
             result = LocalStateMachineRunner(listener=listener).run(
                 "rebalance", request.model_dump(mode="json"), name=name
             )
-        output = result.raise_for_status()
-        lake = open_lake()
-        summary = summarize_run(output, lake, seconds=result.seconds, steps=task_steps(result.history))
-        lake.put_json(f"reports/runs/{name}.json", summary)
+        try:
+            output = result.raise_for_status()
+        except StateMachineError as exc:
+            if exc.error == "DuplicateError":
+                raise
+            recorded = f"The failed run is recorded: `spe runs show {name}`."
+            raise StateMachineError(
+                exc.message, error=exc.error, cause=exc.cause, hint=f"{exc.hint} {recorded}" if exc.hint else recorded
+            ) from exc
+        summary = summarize_run(output, open_lake(), seconds=result.seconds)
     if as_json:
         emit(summary, True)
     else:
@@ -142,6 +159,14 @@ def _print_run(summary: dict[str, Any]) -> None:
         for change in portfolio.get("adaptations") or []:
             out.print(f"[yellow]Default spec adapted to this run:[/] {change}")
     _print_risk(summary)
+    commit = summary.get("commit") or {}
+    if commit:
+        moved = "holdings moved to the target" if commit["holdings_moved"] else "holdings kept"
+        promoted = f"; regime model {commit['champion_promoted']} promoted" if commit.get("champion_promoted") else ""
+        out.print(
+            f"[bold]Committed[/] run {summary['run_id']} ({summary['status']}): {moved}{promoted}; "
+            f"portfolio stream at version {commit['version']} (`spe runs show {summary['run_id']}`)"
+        )
 
 
 def _print_risk(summary: dict[str, Any]) -> None:

@@ -107,3 +107,59 @@ def show(
             f"{k} {v:.1%}" for k, v in sorted(result["committed_weights"].items(), key=lambda kv: -kv[1]) if v >= 5e-4
         )
         out.print(f"Committed weights: {weights}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("replay")(replay)
+
+
+def replay(
+    run_id: Annotated[str, typer.Argument(help="A committed rebalance run (`spe runs list`).")],
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recompute a committed run from its recorded inputs and report the largest difference (0: reproduced).
+
+    Nothing stored changes: the replay reads the lake as of the run's last day and writes to a scratch folder.
+    """
+    setup(data_dir)
+    import tempfile
+
+    from portfolio_engine.adapters.lake import ParquetLake
+    from portfolio_engine.adapters.model_registry import StoreModelRegistry
+    from portfolio_engine.adapters.training_job import LocalTrainingJob
+    from portfolio_engine.cli._common import handler_output_to_stderr, open_lake, progress_bar
+    from portfolio_engine.pipeline.replay import replay_run
+    from portfolio_engine.settings import Settings
+
+    with errors_to_exit(as_json), tempfile.TemporaryDirectory(prefix="spe-replay-") as scratch:
+        store, lake = open_store(), open_lake()
+        registry = StoreModelRegistry(lake, store)
+        with progress_bar() as progress, handler_output_to_stderr():
+            progress.add_task(f"replaying {run_id}", total=None)
+            report = replay_run(
+                run_id,
+                store=store,
+                lake=lake,
+                registry=registry,
+                jobs=LocalTrainingJob(in_process=True),
+                scratch=ParquetLake(scratch),
+                deployed_version=Settings().code_version,
+            )
+    if as_json:
+        emit(report, True)
+        return
+    verdict = "[green]reproduced[/]" if report["max_abs_diff"] <= 1e-12 else "[yellow]differs[/]"
+    out.print(
+        f"Run {run_id} ({report['portfolio']}, as of {report['as_of']}): {verdict}, "
+        f"max |difference| {report['max_abs_diff']:.3g}"
+    )
+    for section, diff in report["diffs"].items():
+        out.print(f"  {section}: {diff:.3g}")
+    for change in report["inputs_changed"]:
+        out.print(f"[yellow]Input changed since the run[/]: {change}")
+    code = report["code_version"]
+    if code["recorded"] != code["now"]:
+        out.print(f"Code changed since the run: {code['recorded']} -> {code['now']}")
+    for package, versions in report["packages_changed"].items():
+        out.print(f"Package {package}: {versions['recorded']} -> {versions['now']}")

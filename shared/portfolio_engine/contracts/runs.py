@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from portfolio_engine.contracts.backtest import AggregateBacktestOutput, BacktestWindowOutput, PlanBacktestOutput
 from portfolio_engine.contracts.risk import (
     AggregateRiskOutput,
     AlertOutput,
@@ -25,10 +26,15 @@ from portfolio_engine.contracts.tasks import (
     FeaturesOutput,
     IngestOutput,
     OptimizeOutput,
+    PortfolioName,
     RunId,
+    SourceName,
+    TrainRegimeOutput,
+    TriggerFields,
     ValidateOutput,
     _Contract,
 )
+from portfolio_engine.contracts.training import PrepareRegimeTrainingOutput, RegisterRegimeModelOutput
 
 Machine = Literal["rebalance", "retrain-regime", "backtest"]
 
@@ -66,13 +72,39 @@ class RebalanceState(_State):
     validation: ValidateOutput
     features: FeaturesOutput
     regime: DetectRegimeOutput
-    portfolio: OptimizeOutput
+    optimize: OptimizeOutput = Field(description="Optimize's output ($.optimize: $.portfolio is the input's name).")
     risk_plan: PlanRiskOutput
     risk: AggregateRiskOutput
     stress: StressOutput
     limits: CheckLimitsOutput
     hedge: ProposeHedgeOutput | None = None
     alerts: AlertOutput | None = None
+
+
+class RetrainState(_State):
+    """What the retrain-regime machine's steps produced, as CommitRun receives it."""
+
+    run: StartRunOutput
+    prepare: PrepareRegimeTrainingOutput
+    registration: RegisterRegimeModelOutput
+
+
+class BacktestState(_State):
+    """What the backtest machine's steps produced, as CommitRun receives it."""
+
+    run: StartRunOutput
+    plan: PlanBacktestOutput
+    windows: list[BacktestWindowOutput]
+    result: AggregateBacktestOutput
+
+
+class CommitRunInput(_Contract):
+    """CommitRun's input: the run, the machine (which says how to read ``state``) and the machine's state."""
+
+    run_id: RunId
+    machine: Machine
+    execution: str | None = Field(default=None, description="$$.Execution.Id, for the per-state timings.")
+    state: dict[str, Any]
 
 
 class CommitRebalanceInput(_Contract):
@@ -114,6 +146,29 @@ class RebalanceRunOutput(_Contract):
     commit: CommitOutcome
 
 
+class RetrainRunOutput(_Contract):
+    """The retrain-regime machine's output: the training job and the decision as committed."""
+
+    run_id: str
+    status: Literal["SUCCEEDED"] = "SUCCEEDED"
+    feature_key: str
+    job_name: str
+    model_artifacts_uri: str
+    decision: TrainRegimeOutput
+    commit: CommitOutcome
+
+
+class BacktestRunOutput(_Contract):
+    """The backtest machine's output: the plan, the aggregated result and the commit."""
+
+    run_id: str
+    status: Literal["SUCCEEDED"] = "SUCCEEDED"
+    plan: PlanBacktestOutput
+    windows: list[BacktestWindowOutput]
+    result: AggregateBacktestOutput
+    commit: CommitOutcome
+
+
 class RecordFailureInput(_Contract):
     """RecordFailure's input: the run, the caught error (``$.error``) and the machine's state at the time."""
 
@@ -133,3 +188,28 @@ class RecordFailureOutput(_Contract):
     cause: str
     failed_state: str | None
     alert: dict[str, Any] | None = None
+
+
+class RebalanceAllRequest(TriggerFields, _Contract):
+    """What starts a rebalance of every active portfolio (the rebalance-all machine's input)."""
+
+    portfolios: list[PortfolioName] | None = Field(default=None, description="A subset; default: every active one.")
+    source: SourceName = "bundled"
+
+
+class ListPortfoliosInput(_Contract):
+    batch_id: RunId = Field(description="The batch's execution name.")
+    request: RebalanceAllRequest = Field(default_factory=RebalanceAllRequest)
+
+
+class ChildRun(_Contract):
+    """One portfolio's rebalance: its deterministic run id and the rebalance machine's input."""
+
+    run_id: RunId
+    input: dict[str, Any]
+
+
+class ListPortfoliosOutput(_Contract):
+    batch_id: str
+    portfolios: list[str]
+    runs: list[ChildRun]

@@ -214,8 +214,11 @@ class TrainRegimeOutput(_Contract):
     promoted: bool
     reason: str
     champion: str | None = Field(description="The champion after the decision.")
+    champion_before: str | None = Field(default=None, description="The champion the decision was made against.")
     challenger_metric: float
     champion_metric: float | None
+    scores: dict[str, float | None] = Field(default_factory=dict, description="Penalties and penalised scores.")
+    created_at: str | None = None
     metrics: dict[str, float]
     n_obs: int
     first_date: date
@@ -230,7 +233,12 @@ class DetectRegimeInput(_Contract):
     portfolio: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     index_symbol: str | None = Field(default=None, description="The run's index; the model's symbol when None.")
     model: RegimeModelSpec = Field(default_factory=RegimeModelSpec)
-    train_if_missing: bool = Field(default=True, description="Train and promote a first model when none fits.")
+    model_version: str | None = Field(
+        default=None, description="Use this stored version instead of the champion (a replay of a past run)."
+    )
+    train_if_missing: bool = Field(
+        default=True, description="Train a first model when none fits (the run's commit promotes it)."
+    )
 
 
 class DetectRegimeOutput(_Contract):
@@ -251,6 +259,9 @@ class DetectRegimeOutput(_Contract):
     next_probabilities: dict[str, float] = Field(default_factory=dict, description="P(state at as_of + 1 period).")
     transition_matrix: list[list[float]] = Field(default_factory=list)
     expected_durations: dict[str, float] = Field(default_factory=dict, description="In periods (trading days).")
+    proposal: TrainRegimeOutput | None = Field(
+        default=None, description="A model trained by this run and its promotion decision, committed with the run."
+    )
 
 
 class OptimizeInput(_Contract):
@@ -268,8 +279,9 @@ class OptimizeInput(_Contract):
     )
     feature_key: FeatureKey | None = Field(default=None, description="The run's feature set (for the regime model).")
     regime: DetectRegimeOutput | None = Field(default=None, description="DetectRegime's output for this run.")
-    record_holdings: bool = Field(
-        default=True, description="Store the holdings after the decision (False for what-if reports)."
+    spec_version: int | None = Field(default=None, description="The stored spec's version the run started with.")
+    method: str | None = Field(
+        default=None, description="A what-if: this method instead of the spec's (the spec is resolved as usual)."
     )
 
 
@@ -312,3 +324,10 @@ class OptimizeOutput(_Contract):
     decision: RebalanceOutcome
     solver: str
     result_key: str
+    spec_version: int | None = Field(default=None, description="The stored spec's version (None: inline).")
+    holdings_before: dict[str, Any] | None = Field(
+        default=None, description="The stored holdings the decision started from: weights, as_of, regime."
+    )
+    holdings_version: int | None = Field(
+        default=None, description="The portfolio stream's version that set them; the commit checks it is unchanged."
+    )

@@ -26,6 +26,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,7 @@ import boto3
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from portfolio_engine.exceptions import ConfigurationError, StateMachineError
+from portfolio_engine.local.nested import NESTED_FUNCTION, failure, localize, machine_placeholder, sync_response
 from portfolio_engine.local.sagemaker import LocalSageMaker
 
 if TYPE_CHECKING:
@@ -275,15 +277,22 @@ class LocalStateMachineRunner:
         region: str = "us-east-1",
         timeout_seconds: float = 3600.0,
         sagemaker: LocalSageMaker | None = None,
+        already_ran: Callable[[str], bool] | None = None,
     ) -> None:
         self.lambdas = InProcessLambda(functions_dir, listener)
         self.state_machines_dir = state_machines_dir
         self.wait_scale = wait_scale
         self.region = region
         self.timeout_seconds = timeout_seconds
-        self.arns = {
-            placeholder_for(name): f"arn:aws:lambda:{region}:{ACCOUNT}:function:{name}" for name in self.lambdas.paths
-        } | LOCAL_SUBSTITUTIONS
+        machines = sorted(p.name.removesuffix(".asl.json") for p in state_machines_dir.glob("*.asl.json"))
+        self.arns = (
+            {placeholder_for(name): self._function_arn(name) for name in self.lambdas.paths}
+            | {machine_placeholder(m): f"arn:aws:states:{region}:{ACCOUNT}:stateMachine:{m}" for m in machines}
+            | LOCAL_SUBSTITUTIONS
+        )
+        self._machines: dict[str, str] = {}  # machine -> ARN in the current run's in-memory service
+        self._machines_lock = threading.Lock()
+        self.already_ran = already_ran or _store_has_run
         if sagemaker is None:
             from portfolio_engine.settings import Settings
 
@@ -293,18 +302,25 @@ class LocalStateMachineRunner:
             )
         self.sagemaker = sagemaker
 
+    def _function_arn(self, name: str) -> str:
+        return f"arn:aws:lambda:{self.region}:{ACCOUNT}:function:{name}"
+
     def definition(self, machine: str) -> str:
         path = self.state_machines_dir / f"{machine}.asl.json"
         if not path.exists():
             known = sorted(p.name.removesuffix(".asl.json") for p in self.state_machines_dir.glob("*.asl.json"))
             raise ConfigurationError(f"No state machine '{machine}'; known: {known}.")
-        return render_definition(path, self.arns, wait_scale=self.wait_scale)
+        rendered = json.loads(render_definition(path, self.arns, wait_scale=self.wait_scale))
+        return json.dumps(localize(rendered, self._function_arn(NESTED_FUNCTION)))
 
     def _on_invoke(self, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
         target = unquote(params["url_path"].split("/functions/", 1)[1].split("/", 1)[0])
         name = target.rsplit(":", 1)[-1]
         event = json.loads(params.get("body") or b"{}")
-        payload, function_error = self.lambdas.invoke(name, event)
+        if name == NESTED_FUNCTION:
+            payload, function_error = self._run_nested(event)
+        else:
+            payload, function_error = self.lambdas.invoke(name, event)
         parsed: dict[str, Any] = {"StatusCode": 200, "Payload": io.BytesIO(payload), "ExecutedVersion": "$LATEST"}
         if function_error:
             parsed["FunctionError"] = function_error
@@ -336,11 +352,38 @@ class LocalStateMachineRunner:
             }
             for event, hook in hooks.items():
                 session.events.register(event, hook, unique_id=f"spe-local-{event}")  # type: ignore[arg-type]
+            self._machines = {}  # each run has its own in-memory service
             try:
                 return self._execute(machine, definition, payload, name)
             finally:
                 for event in hooks:
                     session.events.unregister(event, unique_id=f"spe-local-{event}")
+
+    def _run_nested(self, event: dict[str, Any]) -> tuple[bytes, str | None]:
+        """A ``startExecution.sync`` task: run the named machine to its end (see ``local.nested``)."""
+        machine, name = str(event["StateMachineArn"]).rsplit(":", 1)[-1], str(event["Name"])
+        payload = event.get("Input") or {}
+        payload = json.loads(payload) if isinstance(payload, str) else payload
+        if self.already_ran(name):
+            cause = f"Execution {name} of {machine} already exists (a run of that id is recorded)."
+            return json.dumps(failure("StepFunctions.ExecutionAlreadyExistsException", cause)).encode(), "Unhandled"
+        started = datetime.now(UTC)
+        result = self._execute(machine, self.definition(machine), payload, name)
+        arn = f"arn:aws:states:{self.region}:{ACCOUNT}:execution:{machine}:{name}"
+        response = sync_response(arn, name, result.status, result.output, started)
+        if not result.succeeded:
+            described = {**response, "Error": result.error, "Cause": result.cause}
+            return json.dumps(failure("States.TaskFailed", described)).encode(), "Unhandled"
+        return json.dumps(response, default=str).encode(), None
+
+    def _machine_arn(self, sfn: Any, machine: str, definition: str) -> str:
+        """The machine's ARN in this run's in-memory service, created once (children share their machine)."""
+        with self._machines_lock:
+            if machine not in self._machines:
+                self._machines[machine] = sfn.create_state_machine(
+                    name=machine, definition=definition, roleArn=f"arn:aws:iam::{ACCOUNT}:role/spe-local"
+                )["stateMachineArn"]
+            return self._machines[machine]
 
     def _execute(self, machine: str, definition: str, payload: dict[str, Any], name: str) -> ExecutionResult:
         # The in-memory service answers AWS's own endpoint; AWS_ENDPOINT_URL (a moto server or
@@ -352,9 +395,7 @@ class LocalStateMachineRunner:
             aws_access_key_id="local",
             aws_secret_access_key="local",
         )
-        arn = sfn.create_state_machine(
-            name=machine, definition=definition, roleArn=f"arn:aws:iam::{ACCOUNT}:role/spe-local"
-        )["stateMachineArn"]
+        arn = self._machine_arn(sfn, machine, definition)
         started = time.monotonic()
         execution = sfn.start_execution(stateMachineArn=arn, name=name, input=json.dumps(payload))["executionArn"]
         while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
@@ -373,6 +414,14 @@ class LocalStateMachineRunner:
             seconds=time.monotonic() - started,
             history=[_event_summary(e) for e in history],
         )
+
+
+def _store_has_run(run_id: str) -> bool:
+    """Whether the store the settings name has recorded ``run_id`` (a child run that already happened)."""
+    from portfolio_engine.adapters.store import build_store
+    from portfolio_engine.settings import Settings
+
+    return build_store(Settings()).view("run", run_id) is not None
 
 
 @contextlib.contextmanager

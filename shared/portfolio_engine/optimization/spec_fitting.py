@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from portfolio_engine.exceptions import SpecificationError
 from portfolio_engine.optimization.constraints import Constraints
 from portfolio_engine.optimization.spec import PortfolioSpec
 
-__all__ = ["FittedSpec", "fit_caps_to_universe", "narrow_universe"]
+__all__ = ["FittedSpec", "check_caps_reach_budget", "fit_caps_to_universe", "narrow_universe"]
 
 
 @dataclass(frozen=True)
@@ -212,3 +213,32 @@ def fit_caps_to_universe(spec: PortfolioSpec, universe: Sequence[str]) -> Fitted
     if not notes:
         return FittedSpec(spec)
     return FittedSpec(base.spec.model_copy(update={"regime_policies": policies}), tuple(notes))
+
+
+def check_caps_reach_budget(spec: PortfolioSpec) -> None:
+    """Refuse a spec whose caps cannot hold its budget on its own universe, in any regime policy.
+
+    What a spec is checked for when it is saved: ``max_weight 0.2`` on three assets can never be fully invested,
+    whatever the data. A spec without a universe (every asset a run has) is not checked here.
+
+    Raises
+    ------
+    SpecificationError
+        Naming the policy (or the spec's own settings) and the largest total the caps allow.
+    """
+    if not spec.universe:
+        return
+    variants = [("its own settings", spec)] + [
+        (f"regime policy {key!r}", spec.for_regime(key)) for key in spec.regime_policies
+    ]
+    for where, variant in variants:
+        budget = variant.constraints.budget
+        if budget is None:
+            continue
+        reach = _max_total(variant.constraints, spec.universe)
+        if math.isfinite(reach) and reach < budget - 1e-9:
+            raise SpecificationError(
+                f"Portfolio {spec.name!r} cannot be invested under {where}: its caps allow at most {reach:.4g} of a "
+                f"budget of {budget:g} on its {len(spec.universe)} assets.",
+                hint="Raise weight_bounds/asset_bounds or the group caps, or add assets to the universe.",
+            )

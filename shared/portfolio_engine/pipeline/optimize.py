@@ -8,9 +8,10 @@ law of total variance. The spec's policy for the most probable state (e.g. a def
 turbulent) is then applied. Without a regime (a short run, ``regime_aware: false``) the spec's own
 estimators run on its ``lookback_days``.
 
-Holdings persist in the lake (``portfolios/<name>/holdings.json``): each run drifts the last holdings
-with the returns since, and trades to the new target only when the rebalancing rule says so (a regime
-change or drift beyond the threshold, and a utility gain larger than the cost of trading).
+Holdings are in the store of record (the portfolio's read model): each run drifts the last holdings with
+the returns since and proposes to trade to the new target only when the rebalancing rule says so (a regime
+change or drift beyond the threshold, and a utility gain larger than the cost of trading); the run's commit
+moves them.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from portfolio_engine.optimization import (
 )
 from portfolio_engine.optimization.spec_fitting import fit_caps_to_universe, narrow_universe
 from portfolio_engine.pipeline.factor_exposures import factor_loadings
+from portfolio_engine.pipeline.portfolios import Book
 from portfolio_engine.ports import Lake, ModelRegistry
 from portfolio_engine.regime.artifacts import MODEL_FILE, load_estimator
 from portfolio_engine.regime.definition import RegimeModelSpec, training_frame
@@ -52,8 +54,11 @@ def bundled_spec(name: str) -> PortfolioSpec | None:
     return PortfolioSpec.from_yaml(resource.read_text()) if resource.is_file() else None
 
 
-def resolve_spec(task: OptimizeInput, lake: Lake) -> PortfolioSpec:
-    """The portfolio's spec: inline in the task, else stored in the lake, else bundled.
+def resolve_spec(task: OptimizeInput, book: Book) -> tuple[PortfolioSpec, bool]:
+    """The portfolio's spec, and whether it is the bundled default (the one spec adapted to a run's universe).
+
+    Inline in the task (a what-if: never adapted), else the stored spec at the run's version, else the
+    bundled spec of that name (a portfolio not stored yet: its first run creates it from that spec).
 
     Raises
     ------
@@ -61,17 +66,17 @@ def resolve_spec(task: OptimizeInput, lake: Lake) -> PortfolioSpec:
         If none of the three exists for ``task.portfolio``, or the spec is invalid.
     """
     if task.spec is not None:
-        return PortfolioSpec.from_dict(task.spec)
-    key = f"portfolios/{task.portfolio}/spec.json"
-    if lake.exists(key):
-        return PortfolioSpec.from_dict(lake.get_json(key))
-    spec = bundled_spec(task.portfolio)
-    if spec is None:
+        return PortfolioSpec.from_dict(task.spec), False
+    bundled = bundled_spec(task.portfolio)
+    if book.spec is not None:
+        spec = PortfolioSpec.from_dict(book.spec)
+        return spec, book.spec_origin == "bundled" and spec == bundled
+    if bundled is None:
         raise SpecificationError(
             f"No specification for portfolio {task.portfolio!r}.",
-            hint=f"Pass one inline (spec) or store it at {lake.key_uri(key)} (`spe optimize --spec file.yaml`).",
+            hint="Pass one inline (spec), or save it first: `spe optimize --spec file.yaml --save`.",
         )
-    return spec
+    return bundled, True
 
 
 def price_returns(lake: Lake, source: str, universe: list[str], interval: str) -> pd.DataFrame:
@@ -138,8 +143,13 @@ def _rule(spec: PortfolioSpec) -> RebalanceRule:
         ) from exc
 
 
-def optimize_portfolio(task: OptimizeInput, *, lake: Lake, registry: ModelRegistry) -> OptimizeOutput:
-    """Optimize ``task.portfolio`` on the run's prices, decide whether to rebalance, store both.
+def optimize_portfolio(task: OptimizeInput, *, lake: Lake, registry: ModelRegistry, book: Book) -> OptimizeOutput:
+    """Optimize ``task.portfolio`` on the run's prices and decide whether to rebalance; change nothing.
+
+    ``book`` is what the store of record holds for the portfolio (its spec at the run's version and its
+    holdings, :func:`~portfolio_engine.pipeline.portfolios.read_book`). The target, the decision and the
+    moments are stored as the run's proposal (``portfolios/<name>/runs/<run>.json``); the holdings move only
+    when the run commits.
 
     Raises
     ------
@@ -150,9 +160,10 @@ def optimize_portfolio(task: OptimizeInput, *, lake: Lake, registry: ModelRegist
     OptimizationError
         Infeasible or unbounded problems, solver failures (from the optimizer, naming the constraints).
     """
-    spec = resolve_spec(task, lake)
+    spec, default = resolve_spec(task, book)
+    if task.method is not None:  # a what-if on another method: still the same spec, adapted as the spec would be
+        spec = PortfolioSpec.from_dict({**spec.to_dict(), "method": task.method})
     # The bundled default adapts to the run's symbols (a user's spec never does); the output lists each change.
-    default = task.spec is None and spec == bundled_spec(task.portfolio)
     narrowed = narrow_universe(spec, [s for s in task.symbols if s != task.index_symbol]) if default else None
     spec = narrowed.spec if narrowed is not None else spec
     universe = spec.universe or [s for s in task.symbols if s != task.index_symbol]
@@ -188,12 +199,11 @@ def optimize_portfolio(task: OptimizeInput, *, lake: Lake, registry: ModelRegist
         in_force, adaptations = fitted.spec, [*adaptations, *fitted.adaptations]
     as_of = history.index[-1]
 
-    holdings_key = f"portfolios/{spec.name}/holdings.json"
-    held = lake.get_json(holdings_key) if lake.exists(holdings_key) else None
+    held = book.holdings
     current: pd.Series | None = None
     if held is not None:
-        since = history.loc[history.index > pd.Timestamp(held["as_of"])]
-        current = pd.Series(held["weights"], dtype=float)
+        since = history.loc[history.index > pd.Timestamp(held.as_of)] if held.as_of else history.iloc[:0]
+        current = pd.Series(held.weights, dtype=float)
         if not since.empty and set(current.index) <= set(since.columns):
             current = drift_weights(current, since[list(current.index)])
     dropped = [] if current is None else sorted(set(current.index[current.abs() > 0]) - set(universe))
@@ -213,7 +223,7 @@ def optimize_portfolio(task: OptimizeInput, *, lake: Lake, registry: ModelRegist
             benefit=0.0,
         )
     else:
-        previous = held.get("regime") if held else None
+        previous = held.regime if held else None
         decision = _rule(spec).decide(
             current, target, previous_regime=previous, current_regime=state, moments=moments,
             risk_aversion=in_force.risk_aversion,
@@ -253,12 +263,6 @@ def optimize_portfolio(task: OptimizeInput, *, lake: Lake, registry: ModelRegist
             "holdings": {k: float(v) for k, v in holdings.items()},
         },
     )
-    if task.record_holdings:
-        lake.put_json(
-            holdings_key,
-            {"as_of": str(as_of.date()), "weights": {k: float(v) for k, v in holdings.items()}, "regime": state,
-             "run_id": task.run_id},
-        )  # fmt: skip
     return OptimizeOutput(
         run_id=task.run_id,
         portfolio=spec.name,
@@ -278,4 +282,7 @@ def optimize_portfolio(task: OptimizeInput, *, lake: Lake, registry: ModelRegist
         decision=outcome,
         solver=result.diagnostics.solver,
         result_key=result_key,
+        spec_version=None if task.spec is not None else book.spec_version,
+        holdings_before=None if held is None else {"weights": held.weights, "as_of": held.as_of, "regime": held.regime},
+        holdings_version=None if held is None else held.version,
     )

@@ -9,6 +9,7 @@ change is an event of the portfolio's stream; saving the spec in force again cha
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from portfolio_engine.exceptions import (
@@ -18,20 +19,67 @@ from portfolio_engine.exceptions import (
     SpecificationError,
 )
 from portfolio_engine.optimization import PortfolioSpec
+from portfolio_engine.optimization.spec_fitting import check_caps_reach_budget
 from portfolio_engine.ports import Lake, ModelRegistry, Store
 from portfolio_engine.records.events import Event, NewEvent, portfolio_stream
-from portfolio_engine.records.views import PortfolioView
+from portfolio_engine.records.views import Holdings, PortfolioView
 from portfolio_engine.risk.limits import parse_limits
 
 __all__ = [
+    "Book",
     "archive_portfolio",
     "get_portfolio",
     "portfolio_events",
+    "read_book",
     "reset_holdings",
     "restore_portfolio",
     "save_portfolio",
+    "spec_at",
     "validate_for_save",
 ]
+
+
+@dataclass(frozen=True)
+class Book:
+    """What a run reads from the store about its portfolio: the spec at the run's version, and the holdings.
+
+    Empty (all None) for a portfolio the store does not hold yet (a what-if before the first run).
+    """
+
+    name: str
+    spec: dict[str, Any] | None = None
+    spec_version: int | None = None
+    spec_origin: str | None = None
+    holdings: Holdings | None = None
+
+
+def spec_at(store: Store, name: str, version: int) -> tuple[dict[str, Any], str]:
+    """The spec (and its origin) the portfolio had at spec version ``version``, from its event log.
+
+    Raises
+    ------
+    RecordNotFoundError
+        If the portfolio never had that version.
+    """
+    seen = 0
+    for event in store.events(portfolio_stream(name)):
+        if event.type in ("PortfolioCreated", "SpecChanged"):
+            seen += 1
+            if seen == version:
+                return dict(event.data["spec"]), str(event.data.get("origin", "cli"))
+    raise RecordNotFoundError(f"Portfolio {name!r} has no spec version {version} (it has {seen}).")
+
+
+def read_book(store: Store, name: str, spec_version: int | None = None) -> Book:
+    """The portfolio's spec (at ``spec_version``, default the one in force) and holdings, as the store holds them."""
+    raw = store.view("portfolio", name)
+    if raw is None:
+        return Book(name)
+    view = PortfolioView.model_validate(raw)
+    spec, origin, version = view.spec, view.spec_origin, view.spec_version
+    if spec_version is not None and spec_version != view.spec_version:
+        (spec, origin), version = spec_at(store, name, spec_version), spec_version
+    return Book(name, spec, version, origin, view.holdings)
 
 
 def get_portfolio(store: Store, name: str) -> PortfolioView:
@@ -82,12 +130,15 @@ def validate_for_save(
     Raises
     ------
     SpecificationError
-        An unknown limit name, a regime policy that matches no state of the champion regime model, or a
-        universe symbol the lake does not hold (each named, with a hint).
+        An unknown limit name, caps that cannot hold the budget (in any regime policy), a regime policy that
+        matches no state of the champion regime model, or a universe symbol the lake does not hold (each
+        named, with a hint).
     """
     checked = []
     parse_limits(spec.limits)
     checked.append(f"limits {sorted(spec.limits)}")
+    check_caps_reach_budget(spec)
+    checked.append("caps reach the budget in every regime policy")
     states = _state_names(registry, model)
     if spec.regime_policies and states is not None:
         spec.check_regime_policies(states)

@@ -11,6 +11,7 @@ returns filtered probabilities: data up to the last date only.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -71,16 +72,25 @@ class Champion:
     estimator: Any
 
 
-def load_champion(registry: ModelRegistry, name: str) -> Champion | None:
-    """The champion of ``name``, or None before the first promotion."""
-    version = registry.champion(name)
-    if version is None:
-        return None
+def load_version(registry: ModelRegistry, name: str, version: str) -> Champion:
+    """A stored version of model ``name``, loaded (the champion, or the version a past run used).
+
+    Raises
+    ------
+    ModelNotFoundError
+        If the version is not stored.
+    """
     return Champion(
         version=version,
         metadata=registry.metadata(name, version),
         estimator=load_estimator(registry.read_file(name, version, MODEL_FILE)),
     )
+
+
+def load_champion(registry: ModelRegistry, name: str) -> Champion | None:
+    """The champion of ``name``, or None before the first promotion."""
+    version = registry.champion(name)
+    return None if version is None else load_version(registry, name, version)
 
 
 def champion_spec(champion: Champion) -> RegimeModelSpec:
@@ -109,7 +119,10 @@ def comparable(champion_definition: RegimeModelSpec, spec: RegimeModelSpec) -> b
 def train_regime(
     task: TrainRegimeInput, *, lake: Lake, registry: ModelRegistry, jobs: TrainingJobs
 ) -> TrainRegimeOutput:
-    """Train a challenger on ``task.feature_key``, store it, and promote it if it is not worse.
+    """Train a challenger on ``task.feature_key``, store its artefacts and decide whether it should be promoted.
+
+    The decision is a proposal: ``pipeline.champion.commit_training`` (or the run's commit) records it and
+    promotes the challenger only if the champion it was compared with is still the champion.
 
     Raises
     ------
@@ -133,6 +146,9 @@ def register_challenger(
     run_id: str, spec: RegimeModelSpec, files: Mapping[str, bytes], features: pd.DataFrame, *, registry: ModelRegistry
 ) -> TrainRegimeOutput:
     """Store a trained challenger's files and apply the promotion rule (what follows any training job).
+
+    Only the immutable artefacts are written; the decision is returned for the commit to record. A pinned
+    champion is never replaced (the decision says so).
 
     Parameters
     ----------
@@ -166,7 +182,8 @@ def register_challenger(
     # Both sides are penalized for their parameters fitted before the holdout (older jobs: the final model's).
     challenger_parameters = float(metadata["metrics"].get("holdout_n_parameters", metadata["metrics"]["n_parameters"]))
     champion_parameters: float | None = None
-    champion = load_champion(registry, spec.name)
+    view = registry.champion_view(spec.name)
+    champion = None if view is None or view.champion is None else load_version(registry, spec.name, view.champion)
     champion_metric: float | None = None
     is_comparable = True
     if champion is not None:
@@ -188,6 +205,8 @@ def register_challenger(
         champion_parameters=champion_parameters,
         champion_compatible=is_comparable,
     )
+    if champion is not None and view is not None and view.pinned and decision.promote:
+        decision = dataclasses.replace(decision, promote=False, reason=f"the champion {champion.version} is pinned")
     version = str(metadata["version"])
     metadata["promotion"] = {
         "promoted": decision.promote,
@@ -197,20 +216,6 @@ def register_challenger(
         **decision.scores(),
     }
     registry.save(spec.name, version, {**files, METADATA_FILE: json.dumps(metadata).encode()}, metadata)
-    registry.record(
-        spec.name,
-        {
-            "version": version,
-            "run_id": run_id,
-            "created_at": metadata["created_at"],
-            "promoted": decision.promote,
-            "reason": decision.reason,
-            "challenger_metric": challenger_metric,
-            "champion_before": champion.version if champion else None,
-            "champion_metric": champion_metric,
-        },
-        champion=version if decision.promote else None,
-    )
     logger.info("regime model %s %s: %s (%s)", spec.name, version, decision.promote, decision.reason)
     return TrainRegimeOutput(
         run_id=run_id,
@@ -219,8 +224,11 @@ def register_challenger(
         promoted=decision.promote,
         reason=decision.reason,
         champion=version if decision.promote else (champion.version if champion else None),
+        champion_before=champion.version if champion else None,
         challenger_metric=challenger_metric,
         champion_metric=champion_metric,
+        scores=decision.scores(),
+        created_at=str(metadata["created_at"]),
         metrics={k: float(v) for k, v in metadata["metrics"].items()},
         n_obs=int(metadata["n_obs"]),
         first_date=metadata["first_date"],
@@ -395,9 +403,11 @@ def detect_regime(
     """Current regime probabilities for ``task.portfolio`` from the champion of its regime model.
 
     When no champion reads this feature set's inputs (a fresh lake, a new feature version) and
-    ``train_if_missing`` is set, a first model is trained and promoted through the same path as
-    ``train_regime``. When the run has no rows for the model's symbol, the output says so
-    (``available=False``) instead of failing the run.
+    ``train_if_missing`` is set, a model is trained through the same path as ``train_regime`` and used;
+    its promotion is proposed (``proposal``) and happens only when the run commits, so a run that fails
+    later leaves the champion as it was. ``model_version`` (a replay) uses that stored version instead.
+    When the run has no rows for the model's symbol, the output says so (``available=False``) instead of
+    failing the run.
 
     Raises
     ------
@@ -417,15 +427,19 @@ def detect_regime(
             model_name=spec.name,
             symbol=spec.symbol,
         )
-    champion = load_champion(registry, spec.name)
+    if task.model_version is not None:
+        champion: Champion | None = load_version(registry, spec.name, task.model_version)
+    else:
+        champion = load_champion(registry, spec.name)
     trained_now = False
-    if champion is None or not usable_on(champion, manifest):
+    proposal: TrainRegimeOutput | None = None
+    if champion is None or (task.model_version is None and not usable_on(champion, manifest)):
         if not task.train_if_missing:
             raise ModelNotFoundError(f"No champion regime model {spec.name!r} reads this feature set.")
         # Retrain the champion's own definition on this feature set (or the default one, the first time).
         definition = champion_spec(champion) if champion is not None else spec
         try:
-            train_regime(
+            proposal = train_regime(
                 TrainRegimeInput(run_id=task.run_id, feature_key=task.feature_key, model=definition),
                 lake=lake,
                 registry=registry,
@@ -442,13 +456,8 @@ def detect_regime(
                 model_name=spec.name,
                 symbol=definition.symbol,
             )
-        champion = load_champion(registry, spec.name)
+        champion = load_version(registry, spec.name, proposal.version)
         trained_now = True
-        if champion is None or not usable_on(champion, manifest):
-            raise ModelNotFoundError(
-                f"Training a regime model {spec.name!r} on this feature set did not give a usable champion.",
-                hint="See `spe regime fit --json` for the promotion decision.",
-            )
     spec = champion_spec(champion)
     frame = training_frame(read_model_features(lake, task.feature_key, spec), spec, min_obs=1)
     proba = regime_probabilities(champion.estimator, frame)
@@ -463,6 +472,7 @@ def detect_regime(
         model_name=spec.name,
         model_version=champion.version,
         trained_now=trained_now,
+        proposal=proposal,
         symbol=spec.symbol,
         as_of=frame.index[-1].date(),
         state_names=names,

@@ -19,6 +19,9 @@ from pydantic import BaseModel
 
 from portfolio_engine.contracts.backtest import BacktestRequest
 from portfolio_engine.contracts.runs import (
+    ChildRun,
+    ListPortfoliosInput,
+    ListPortfoliosOutput,
     Machine,
     RecordFailureInput,
     RecordFailureOutput,
@@ -40,7 +43,15 @@ from portfolio_engine.records.views import PortfolioView
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["alert_event_data", "append_retrying", "record_failure", "run_stream", "start_run"]
+__all__ = [
+    "alert_event_data",
+    "append_retrying",
+    "child_run_id",
+    "list_portfolios",
+    "record_failure",
+    "run_stream",
+    "start_run",
+]
 
 #: How often an append is retried when another writer appended in between (each retry re-reads the state).
 APPEND_ATTEMPTS = 8
@@ -220,7 +231,8 @@ def record_failure(
         return RecordFailureOutput(
             run_id=task.run_id, recorded=False, stream=existing["stream"], error=error, cause=cause, failed_state=None
         )
-    timings = steps(task.execution) if (steps is not None and task.execution) else []
+    # The states before this one (this task is still running while it reads the history).
+    timings = [t for t in (steps(task.execution) if steps and task.execution else []) if t["status"] != "running"]
     failed = [s for s in timings if s.get("status") == "failed"]
     failed_state = failed[-1]["state"] if failed else None
     message = _message(cause)
@@ -275,3 +287,45 @@ def record_failure(
         failed_state=failed_state,
         alert=alert,
     )
+
+
+def child_run_id(portfolio: str, batch_id: str, scheduled_for: datetime | None) -> str:
+    """A portfolio's run id in a batch: ``<portfolio>-<scheduled time>`` (or ``-<batch id>`` when unscheduled).
+
+    The same trigger (the same fire time) always gives the same id, so Step Functions starts it once.
+    """
+    suffix = f"{scheduled_for.astimezone(UTC):%Y%m%dT%H%MZ}" if scheduled_for else batch_id
+    return f"{portfolio}-{suffix}"[:80].rstrip("-_.")
+
+
+def list_portfolios(task: ListPortfoliosInput, *, store: Store) -> ListPortfoliosOutput:
+    """The active portfolios to rebalance and one deterministic child run for each.
+
+    Raises
+    ------
+    RecordNotFoundError
+        A requested portfolio the store does not hold, or that is archived.
+    """
+    request = task.request
+    active: list[str] = []
+    cursor = None
+    while True:
+        page = store.views("portfolio", limit=200, cursor=cursor)
+        active += [p["name"] for p in page.items if p["status"] == "active"]
+        if page.cursor is None:
+            break
+        cursor = page.cursor
+    names = active if request.portfolios is None else list(request.portfolios)
+    unknown = sorted(set(names) - set(active))
+    if unknown:
+        raise RecordNotFoundError(
+            f"No active portfolio {unknown} in the store.", hint=f"Active portfolios: {active or 'none'}."
+        )
+    base: dict[str, Any] = {"trigger": request.trigger, "source": request.source}
+    if request.scheduled_for is not None:
+        base["scheduled_for"] = request.scheduled_for.isoformat()
+    runs = [
+        ChildRun(run_id=child_run_id(name, task.batch_id, request.scheduled_for), input={**base, "portfolio": name})
+        for name in names
+    ]
+    return ListPortfoliosOutput(batch_id=task.batch_id, portfolios=names, runs=runs)

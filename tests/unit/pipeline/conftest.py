@@ -14,10 +14,12 @@ from portfolio_engine.adapters.market_data.bundled import (
     load_sectors,
     load_treasury_curve,
 )
-from portfolio_engine.adapters.model_registry import LakeModelRegistry
+from portfolio_engine.adapters.model_registry import StoreModelRegistry
+from portfolio_engine.adapters.store.sqlite import SqliteStore
 from portfolio_engine.adapters.training_job import LocalTrainingJob
 from portfolio_engine.contracts import DetectRegimeInput
 from portfolio_engine.features import DEFAULT_FEATURE_SPEC, compute_features
+from portfolio_engine.pipeline.champion import commit_training
 from portfolio_engine.pipeline.features import feature_set_key
 from portfolio_engine.pipeline.regime import detect_regime
 from portfolio_engine.regime.definition import RegimeModelSpec
@@ -30,7 +32,8 @@ SMALL_MODEL = RegimeModelSpec(n_restarts=2)
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Curated prices, a feature set and a trained regime model, 2000-2022, built once for the module."""
-    lake = ParquetLake(str(tmp_path_factory.mktemp("opt") / "lake"))
+    root = tmp_path_factory.mktemp("opt")
+    lake = ParquetLake(str(root / "lake"))
     bars = BundledSource().fetch(SYMBOLS, start=date(2000, 1, 1), end=date(2022, 12, 28))
     lake.write_bars(bars, "bundled", zone="curated")
     lake.write_reference("ff3_monthly", load_ff3_monthly())
@@ -39,11 +42,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     spec = DEFAULT_FEATURE_SPEC.model_copy(update={"index_symbol": "^GSPC"})
     key = feature_set_key(spec, "bundled", "1d", SYMBOLS)
     lake.write_features(compute_features(bars, spec), key, {"version": spec.version, "symbols": SYMBOLS})
-    registry = LakeModelRegistry(lake)
+    store = SqliteStore(root / "store.db")
+    registry = StoreModelRegistry(lake, store)
     regime = detect_regime(
         DetectRegimeInput(run_id="r0", feature_key=f"features/{key}", model=SMALL_MODEL),
         lake=lake,
         registry=registry,
         jobs=LocalTrainingJob(in_process=True),
     )
-    return {"lake": lake, "registry": registry, "feature_key": f"features/{key}", "regime": regime}
+    # The first model a run trains is promoted when the run commits: record that here.
+    assert regime.proposal is not None
+    commit_training(store, registry, regime.proposal)
+    return {"lake": lake, "registry": registry, "store": store, "feature_key": f"features/{key}", "regime": regime}

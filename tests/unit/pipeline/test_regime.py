@@ -12,11 +12,13 @@ import pytest
 
 from portfolio_engine.adapters.lake import ParquetLake
 from portfolio_engine.adapters.market_data.bundled import BundledSource
-from portfolio_engine.adapters.model_registry import LakeModelRegistry
+from portfolio_engine.adapters.model_registry import StoreModelRegistry
+from portfolio_engine.adapters.store.sqlite import SqliteStore
 from portfolio_engine.adapters.training_job import LocalTrainingJob
-from portfolio_engine.contracts import DetectRegimeInput, TrainRegimeInput
+from portfolio_engine.contracts import DetectRegimeInput, TrainRegimeInput, TrainRegimeOutput
 from portfolio_engine.exceptions import ModelNotFoundError
 from portfolio_engine.features import DEFAULT_FEATURE_SPEC, compute_features
+from portfolio_engine.pipeline.champion import commit_training
 from portfolio_engine.pipeline.features import feature_set_key
 from portfolio_engine.pipeline.regime import detect_regime, regime_probabilities, train_regime
 from portfolio_engine.regime.artifacts import MODEL_FILE, load_estimator
@@ -43,19 +45,31 @@ def lake(tmp_path: Path) -> ParquetLake:
     return ParquetLake(str(tmp_path / "lake"))
 
 
+def _registry(lake: ParquetLake) -> StoreModelRegistry:
+    """Artefacts in the lake, the champion in a SQLite store beside it."""
+    return StoreModelRegistry(lake, SqliteStore(Path(lake.uri).parent / "store.db"))
+
+
+def _fit(task: TrainRegimeInput, lake: ParquetLake, registry: StoreModelRegistry) -> TrainRegimeOutput:
+    """What `spe regime fit` does: train a challenger, then commit the decision (one append)."""
+    return commit_training(registry.store, registry, train_regime(task, lake=lake, registry=registry, jobs=JOBS))
+
+
+def _commit_detected(registry: StoreModelRegistry, detected: object) -> None:
+    """What a run's commit does with the model DetectRegime trained: register and promote it."""
+    proposal = getattr(detected, "proposal", None)
+    if proposal is not None:
+        commit_training(registry.store, registry, proposal, machine="rebalance")
+
+
 @pytest.fixture
 def feature_key(lake: ParquetLake) -> str:
     return _store_features(lake, date(2005, 1, 1), date(2022, 12, 28))
 
 
 def test_the_first_challenger_is_promoted_and_its_artefacts_are_complete(lake: ParquetLake, feature_key: str) -> None:
-    registry = LakeModelRegistry(lake)
-    out = train_regime(
-        TrainRegimeInput(run_id="t1", feature_key=feature_key, model=SPEC),
-        lake=lake,
-        registry=registry,
-        jobs=JOBS,
-    )
+    registry = _registry(lake)
+    out = _fit(TrainRegimeInput(run_id="t1", feature_key=feature_key, model=SPEC), lake, registry)
     assert out.promoted and out.reason == "no champion yet" and registry.champion("market") == out.version
     meta = registry.metadata("market", out.version)
     assert meta["spec_version"] == SPEC.version and meta["feature_key"] == feature_key
@@ -71,11 +85,9 @@ def test_the_first_challenger_is_promoted_and_its_artefacts_are_complete(lake: P
 def test_a_retrain_on_the_same_data_is_not_worse_and_a_worse_definition_is_not_promoted(
     lake: ParquetLake, feature_key: str
 ) -> None:
-    registry, jobs = LakeModelRegistry(lake), JOBS
-    first = train_regime(TrainRegimeInput(run_id="t1", feature_key=feature_key, model=SPEC), lake=lake,
-                         registry=registry, jobs=jobs)  # fmt: skip
-    again = train_regime(TrainRegimeInput(run_id="t2", feature_key=feature_key, model=SPEC), lake=lake,
-                         registry=registry, jobs=jobs)  # fmt: skip
+    registry = _registry(lake)
+    first = _fit(TrainRegimeInput(run_id="t1", feature_key=feature_key, model=SPEC), lake, registry)
+    again = _fit(TrainRegimeInput(run_id="t2", feature_key=feature_key, model=SPEC), lake, registry)
     # Same definition, same data, same seeds: the same score, the same penalty, and "not worse" promotes it.
     assert again.champion_metric == pytest.approx(again.challenger_metric, abs=1e-9)
     assert again.promoted and registry.champion("market") == again.version
@@ -83,10 +95,11 @@ def test_a_retrain_on_the_same_data_is_not_worse_and_a_worse_definition_is_not_p
     assert promotion["challenger_penalty"] == promotion["champion_penalty"] > 0
     assert promotion["challenger_score"] == pytest.approx(promotion["champion_score"], abs=1e-9)
     # A one-state model cannot tell calm from turbulent days: its predictive likelihood is lower.
-    worse = train_regime(
+    worse = _fit(
         TrainRegimeInput(run_id="t3", feature_key=feature_key, model=SPEC.model_copy(update={"n_states": 1})),
-        lake=lake, registry=registry, jobs=jobs,
-    )  # fmt: skip
+        lake,
+        registry,
+    )
     assert not worse.promoted and worse.challenger_metric < worse.champion_metric
     assert registry.champion("market") == again.version == worse.champion
     assert [h["promoted"] for h in registry.history("market")] == [True, True, False]
@@ -95,13 +108,13 @@ def test_a_retrain_on_the_same_data_is_not_worse_and_a_worse_definition_is_not_p
 
 def test_the_promotion_decision_penalizes_each_side_for_its_parameters(lake: ParquetLake, feature_key: str) -> None:
     # GIVEN a 2-state champion on the bundled S&P 500 and a 3-state challenger trained on the same data
-    registry = LakeModelRegistry(lake)
-    train_regime(TrainRegimeInput(run_id="t1", feature_key=feature_key, model=SPEC), lake=lake, registry=registry,
-                 jobs=JOBS)  # fmt: skip
-    three = train_regime(
+    registry = _registry(lake)
+    _fit(TrainRegimeInput(run_id="t1", feature_key=feature_key, model=SPEC), lake, registry)
+    three = _fit(
         TrainRegimeInput(run_id="t2", feature_key=feature_key, model=SPEC.model_copy(update={"n_states": 3})),
-        lake=lake, registry=registry, jobs=JOBS,
-    )  # fmt: skip
+        lake,
+        registry,
+    )
     # THEN each side is scored by its holdout log-likelihood per day less k ln(n) / 2n, with k counted by hand for a
     # full-covariance Gaussian HMM on 2 features: (K - 1) + K (K - 1) + 2K + 3K = 13 for K = 2, 23 for K = 3
     n = three.n_obs - SPEC.holdout_days
@@ -116,10 +129,14 @@ def test_the_promotion_decision_penalizes_each_side_for_its_parameters(lake: Par
 
 
 def test_detect_trains_a_first_champion_then_reuses_it(lake: ParquetLake, feature_key: str) -> None:
-    registry = LakeModelRegistry(lake)
+    registry = _registry(lake)
     task = DetectRegimeInput(run_id="r1", feature_key=feature_key, index_symbol="^GSPC", model=SPEC)
     first = detect_regime(task, lake=lake, registry=registry, jobs=JOBS)
     assert first.available and first.trained_now and first.as_of == date(2022, 12, 28)
+    # Not the champion until the run commits: a run that fails after DetectRegime leaves no champion behind
+    assert registry.champion("market") is None and first.proposal is not None and first.proposal.promoted
+    _commit_detected(registry, first)
+    assert registry.champion("market") == first.model_version
     assert sum(first.probabilities.values()) == pytest.approx(1.0)
     assert sum(first.next_probabilities.values()) == pytest.approx(1.0)
     assert first.regime == max(first.probabilities, key=first.probabilities.__getitem__)
@@ -135,9 +152,10 @@ def test_detect_trains_a_first_champion_then_reuses_it(lake: ParquetLake, featur
 def test_detect_probabilities_are_filtered_the_last_day_does_not_see_later_days(
     lake: ParquetLake, feature_key: str
 ) -> None:
-    registry = LakeModelRegistry(lake)
-    detect_regime(DetectRegimeInput(run_id="r1", feature_key=feature_key, model=SPEC), lake=lake,
-                  registry=registry, jobs=JOBS)  # fmt: skip
+    registry = _registry(lake)
+    detected = detect_regime(DetectRegimeInput(run_id="r1", feature_key=feature_key, model=SPEC), lake=lake,
+                             registry=registry, jobs=JOBS)  # fmt: skip
+    _commit_detected(registry, detected)
     model = load_estimator(registry.read_file("market", registry.champion("market") or "", MODEL_FILE))
     frame = training_frame(lake.read_features(feature_key.removeprefix("features/"), symbols=["^GSPC"]), SPEC)
     full = regime_probabilities(model, frame)
@@ -148,7 +166,7 @@ def test_detect_probabilities_are_filtered_the_last_day_does_not_see_later_days(
 def test_detect_without_a_model_and_without_training_is_a_typed_error(lake: ParquetLake, feature_key: str) -> None:
     task = DetectRegimeInput(run_id="r1", feature_key=feature_key, model=SPEC, train_if_missing=False)
     with pytest.raises(ModelNotFoundError, match="No champion") as info:
-        detect_regime(task, lake=lake, registry=LakeModelRegistry(lake), jobs=JOBS)
+        detect_regime(task, lake=lake, registry=_registry(lake), jobs=JOBS)
     assert "spe regime fit" in info.value.hint
 
 
@@ -160,15 +178,16 @@ def test_detect_on_a_run_without_the_index_says_why_and_does_not_fail(lake: Parq
     lake.write_features(features, key, {"version": spec.version, "symbols": ["KO"]})
     out = detect_regime(
         DetectRegimeInput(run_id="r1", feature_key=f"features/{key}", model=SPEC), lake=lake,
-        registry=LakeModelRegistry(lake), jobs=JOBS,
+        registry=_registry(lake), jobs=JOBS,
     )  # fmt: skip
     assert not out.available and "^GSPC" in (out.reason or "") and out.probabilities == {}
 
 
 def test_a_new_feature_version_retrains_the_champions_definition(lake: ParquetLake, feature_key: str) -> None:
-    registry, jobs = LakeModelRegistry(lake), JOBS
-    detect_regime(DetectRegimeInput(run_id="r1", feature_key=feature_key, model=SPEC), lake=lake, registry=registry,
-                  jobs=jobs)  # fmt: skip
+    registry, jobs = _registry(lake), JOBS
+    detected = detect_regime(DetectRegimeInput(run_id="r1", feature_key=feature_key, model=SPEC), lake=lake,
+                             registry=registry, jobs=jobs)  # fmt: skip
+    _commit_detected(registry, detected)
     # The same key now claims another feature version: the champion cannot read it any more.
     stored = lake.feature_manifest(feature_key.removeprefix("features/")) or {}
     lake.put_json(f"{feature_key}/_manifest.json", {**stored, "version": "0123456789ab"})
@@ -183,8 +202,11 @@ def test_the_default_model_marks_autumn_2008_and_march_2020_turbulent_and_2017_c
     # Given the default definition trained by a first run on the whole bundled index (1990-2022)
     lake = ParquetLake(str(tmp_path / "lake"))
     key = _store_features(lake, date(1990, 1, 1), date(2022, 12, 28))
-    registry = LakeModelRegistry(lake)
-    detect_regime(DetectRegimeInput(run_id="r1", feature_key=key), lake=lake, registry=registry, jobs=JOBS)
+    registry = _registry(lake)
+    _commit_detected(
+        registry,
+        detect_regime(DetectRegimeInput(run_id="r1", feature_key=key), lake=lake, registry=registry, jobs=JOBS),
+    )
     model = load_estimator(registry.read_file("market", registry.champion("market") or "", MODEL_FILE))
     frame = training_frame(lake.read_features(key.removeprefix("features/"), symbols=["^GSPC"]), RegimeModelSpec())
     turbulent = regime_probabilities(model, frame)["turbulent"] > 0.5
@@ -196,7 +218,7 @@ def test_the_default_model_marks_autumn_2008_and_march_2020_turbulent_and_2017_c
 
 def test_a_hybrid_definition_trains_and_forecasts_the_next_regime(lake: ParquetLake, feature_key: str) -> None:
     spec = SPEC.model_copy(update={"model": "hybrid", "ensemble_features": ("logret_1d", "vol_21d", "rsi_14")})
-    registry = LakeModelRegistry(lake)
+    registry = _registry(lake)
     out = detect_regime(
         DetectRegimeInput(run_id="h1", feature_key=feature_key, model=spec), lake=lake, registry=registry, jobs=JOBS
     )

@@ -26,6 +26,7 @@ from portfolio_engine.exceptions import RiskError, SpecificationError
 from portfolio_engine.optimization import fama_french_model
 from portfolio_engine.pipeline.alerts import send_alerts
 from portfolio_engine.pipeline.optimize import optimize_portfolio, price_returns
+from portfolio_engine.pipeline.portfolios import Book
 from portfolio_engine.pipeline.risk import aggregate_risk, plan_risk, run_seed, simulate_risk_shard
 from portfolio_engine.pipeline.risk_checks import check_limits, hedge, measure_limits, stress_test
 from portfolio_engine.risk.measures import tail_risk
@@ -39,7 +40,7 @@ def _portfolio(world: dict, run_id: str, limits: dict[str, float]) -> OptimizeOu
             "limits": limits}  # fmt: skip
     task = OptimizeInput(run_id=run_id, source="bundled", symbols=SYMBOLS, index_symbol="^GSPC", spec=spec,
                          feature_key=world["feature_key"], regime=world["regime"])  # fmt: skip
-    return optimize_portfolio(task, lake=world["lake"], registry=world["registry"])
+    return optimize_portfolio(task, lake=world["lake"], registry=world["registry"], book=Book(task.portfolio))
 
 
 def _simulate(world: dict, run_id: str, portfolio: OptimizeOutput, settings: RiskSettings = SETTINGS):

@@ -121,5 +121,8 @@ def event_from_row(stream: str, version: int, kind: str, run_id: str | None, at:
 
 
 def dumps(document: Any) -> str:
-    """JSON text of a document (floats round-trip exactly: Python writes their shortest repr)."""
-    return json.dumps(document, separators=(",", ":"), sort_keys=True, allow_nan=False)
+    """JSON text of a document, its keys in their order (a spec's groups order its constraints).
+
+    Floats round-trip exactly (Python writes their shortest repr); NaN and infinity are refused.
+    """
+    return json.dumps(document, separators=(",", ":"), allow_nan=False)
