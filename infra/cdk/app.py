@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """CDK entry point: ``cdk synth`` (in this folder) or ``python infra/cdk/app.py`` from anywhere.
 
-Select a stage with ``-c stage=prod`` (CDK CLI) or ``SPE_STAGE=prod`` (plain Python).
+Select a stage with ``-c stage=prod`` (CDK CLI) or ``SPE_STAGE=prod`` (plain Python). Synth builds the light
+layer (uv downloads its locked wheels once); ``SPE_SKIP_BUNDLING=1`` (plain Python) or
+``-c aws:cdk:bundling-stacks=[]`` (CDK CLI) skips that, for an offline synth whose template is the same.
 """
 
 from __future__ import annotations
@@ -17,8 +19,12 @@ from spe_infra.app import build_app  # needs the path above
 
 
 def main() -> None:
-    stage = os.environ.get("SPE_STAGE")
-    app, _ = build_app(context={"stage": stage} if stage else None)
+    context: dict[str, object] = {}
+    if os.environ.get("SPE_STAGE"):
+        context["stage"] = os.environ["SPE_STAGE"]
+    if os.environ.get("SPE_SKIP_BUNDLING", "").lower() in ("1", "true", "yes"):
+        context["aws:cdk:bundling-stacks"] = []
+    app, _ = build_app(context=context)
     app.synth()
 
 

@@ -2,14 +2,18 @@
 
 Given the committed ``infra/cdk/cdk.json`` (stage ``dev``) and cdk-nag's AwsSolutions pack,
 when the app is synthesized, then the template has the properties below and cdk-nag reports nothing
-that is not acknowledged with a reason.
+that is not acknowledged with a reason. Asset bundling (the light layer, built with uv from the network)
+is skipped: the template is the same, only the layer's files are not built.
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import os
 import re
+import subprocess
+import sys
 import tomllib
 import uuid
 from dataclasses import dataclass
@@ -25,9 +29,16 @@ from aws_cdk.assertions import Match, Template
 
 from spe_infra.app import build_app, stack_id
 from spe_infra.config import ConfigError, EngineConfig
-from spe_infra.constructs import function_arn_placeholder, handler_for, placeholders
+from spe_infra.constructs import (
+    function_arn_placeholder,
+    handler_for,
+    placeholders,
+    state_machine_arn_placeholder,
+)
 from spe_infra.constructs.engine_state_machine import load_definition
+from spe_infra.constructs.tables import STORE_INDEXES
 from spe_infra.constructs.training_job import REGIME_JOB_PREFIX, REGIME_TRAINING_PREFIX, TRAINING_PLACEHOLDERS
+from spe_infra.constructs.zip_function import library_modules, stage_function_code
 from spe_infra.stack import EngineStack
 
 pytestmark = pytest.mark.slow
@@ -35,9 +46,15 @@ pytestmark = pytest.mark.slow
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STATE_MACHINES = REPO_ROOT / "state_machines"
 LAKE_ACTIONS = {
+    "none": set(),
     "read": {"s3:GetObject"},
     "read_write": {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"},
 }
+STORE_READ = {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:DescribeTable"}
+STORE_WRITE = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"}
+IDEMPOTENCY = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+#: The machines that end in CommitRun / RecordFailure (and start with StartRun).
+RUN_MACHINES = ("rebalance", "retrain-regime", "backtest")
 
 
 @dataclass
@@ -79,11 +96,25 @@ class Synth:
                 statements += policy["Properties"]["PolicyDocument"]["Statement"]
         return statements
 
+    def role_of(self, function: str) -> str:
+        return self.resources[self.function_id(function)]["Properties"]["Role"]["Fn::GetAtt"][0]
+
+    def grants_of_role(self, role_id: str, prefix: str) -> set[tuple[str, str]]:
+        """(action, resource) pairs of a role's Allow statements whose actions start with ``prefix``."""
+        grants = set()
+        for statement in self.statements_of_role(role_id):
+            for action in _as_list(statement["Action"]):
+                if action.startswith(prefix):
+                    assert statement["Effect"] == "Allow" and "Condition" not in statement, statement
+                    grants |= {(action, _flatten(r)) for r in _as_list(statement["Resource"])}
+        return grants
+
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     outdir = tmp_path_factory.mktemp("cdk.out")
-    app, stack = build_app(outdir=outdir)
+    # Skip bundling: building the light layer downloads wheels (uv); the template does not depend on it.
+    app, stack = build_app(outdir=outdir, context={"aws:cdk:bundling-stacks": []})
     error = None
     try:
         app.synth()
@@ -142,14 +173,15 @@ def test_every_state_machine_file_is_valid_and_its_function_placeholders_are_fun
     files = sorted(STATE_MACHINES.glob("*.json"))
     assert files, "no state machine definitions under state_machines/"
     defined = {function_arn_placeholder(name): name for name in synth.config.functions}
+    machines = {state_machine_arn_placeholder(name) for name in synth.config.state_machines}
     for path in files:
         text = load_definition(path)  # raises on invalid JSON or a document without StartAt/States
         used = placeholders(text)
-        # The only other placeholders are the training image and role, filled by the stack's SageMakerTraining.
+        # The other placeholders: the training image and role (the stack's SageMakerTraining) and other machines.
         assert synth.stack.training is not None or not used & set(TRAINING_PLACEHOLDERS)
-        unknown = sorted(p for p in used if p not in defined and p not in TRAINING_PLACEHOLDERS)
+        unknown = sorted(p for p in used if p not in defined and p not in TRAINING_PLACEHOLDERS and p not in machines)
         assert not unknown, f"{path.name} uses ${{{unknown}}}; add the function folder to spe.functions in cdk.json"
-        for placeholder in used - set(TRAINING_PLACEHOLDERS):
+        for placeholder in used - set(TRAINING_PLACEHOLDERS) - machines:
             synth.function_id(defined[placeholder])  # the function really is in the template
 
 
@@ -170,7 +202,16 @@ def _all_states(definition: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return found
 
 
-@pytest.mark.parametrize("machine", ["rebalance", "retrain-regime", "backtest"])
+def _machine_arn(synth: Synth, machine: str) -> str:
+    """A machine's ARN as a definition or a policy renders it: built from its physical name, not a Ref."""
+    return f"arn:aws:states:{synth.config.region}:<AWS::AccountId>:stateMachine:spe-dev-{machine}"
+
+
+def _executions(synth: Synth, machine: str) -> str:
+    return f"arn:aws:states:{synth.config.region}:<AWS::AccountId>:execution:spe-dev-{machine}:*"
+
+
+@pytest.mark.parametrize("machine", ["rebalance", "retrain-regime", "backtest", "rebalance-all"])
 def test_state_machine_definition_is_the_file_with_function_arns_substituted(synth: Synth, machine: str) -> None:
     _, resource = synth.single("AWS::StepFunctions::StateMachine", StateMachineName=f"spe-dev-{machine}")
     expression = resource["Properties"]["DefinitionString"]
@@ -196,6 +237,11 @@ def test_state_machine_definition_is_the_file_with_function_arns_substituted(syn
         if spec:
             spec["TrainingImage"] = _image_uri(synth)
             state["Parameters"]["RoleArn"] = f"<{_training_role(synth)}.Arn>"
+    for _, state in _all_states(original):  # machines it starts: by ARN, built from the started machine's name
+        match = re.fullmatch(r"\$\{(\w+)StateMachineArn\}", state.get("Parameters", {}).get("StateMachineArn", ""))
+        if match:
+            (started,) = [m for m in synth.config.state_machines if state_machine_arn_placeholder(m) == match[0][2:-1]]
+            state["Parameters"]["StateMachineArn"] = _machine_arn(synth, started)
     assert deployed == original  # everything else is the file, verbatim
 
 
@@ -225,26 +271,29 @@ def test_rebalance_is_a_traced_standard_machine_logging_all_events(synth: Synth)
     assert log_group["RetentionInDays"] == synth.config.log_retention_days
 
 
-def _rebalance_functions() -> list[str]:
-    """The function folders the rebalance definition invokes (its ``${XxxFunctionArn}`` placeholders)."""
-    text = (REPO_ROOT / "state_machines" / "rebalance.asl.json").read_text()
+def _functions_of(definition: str) -> list[str]:
+    """The function folders a definition invokes (its ``${XxxFunctionArn}`` placeholders)."""
+    text = (REPO_ROOT / "state_machines" / definition).read_text()
     camel = set(re.findall(r"\$\{(\w+)FunctionArn\}", text))
     return sorted(re.sub(r"(?<!^)(?=[A-Z])", "_", c).lower() for c in camel)
 
 
 def test_rebalance_role_may_invoke_exactly_the_functions_of_its_definition(synth: Synth) -> None:
-    names = _rebalance_functions()
+    names = _functions_of("rebalance.asl.json")
     assert names == [
         "aggregate_risk",
         "build_features",
         "check_limits",
+        "commit_run",
         "detect_regime",
         "ingest_prices",
         "optimize_portfolio",
         "plan_risk",
         "propose_hedge",
+        "record_failure",
         "send_alerts",
         "simulate_risk_shard",
+        "start_run",
         "stress_test",
         "validate_prices",
     ]
@@ -257,11 +306,16 @@ def test_rebalance_role_may_invoke_exactly_the_functions_of_its_definition(synth
     )
 
 
-def test_backtest_role_may_invoke_exactly_its_three_functions(synth: Synth) -> None:
-    text = (REPO_ROOT / "state_machines" / "backtest.asl.json").read_text()
-    camel = set(re.findall(r"\$\{(\w+)FunctionArn\}", text))
-    names = sorted(re.sub(r"(?<!^)(?=[A-Z])", "_", c).lower() for c in camel)
-    assert names == ["aggregate_backtest", "plan_backtest", "run_backtest_window"]
+def test_backtest_role_may_invoke_exactly_its_six_functions(synth: Synth) -> None:
+    names = _functions_of("backtest.asl.json")
+    assert names == [
+        "aggregate_backtest",
+        "commit_run",
+        "plan_backtest",
+        "record_failure",
+        "run_backtest_window",
+        "start_run",
+    ]
     role_id = _machine_role(synth, "backtest")
     invoke = [s for s in synth.statements_of_role(role_id) if "lambda:InvokeFunction" in _as_list(s["Action"])]
     assert len(invoke) == 1
@@ -276,8 +330,10 @@ def test_retrain_role_invokes_its_functions_and_starts_only_regime_jobs_as_the_t
     role_id = _machine_role(synth, "retrain-regime")
     statements = synth.statements_of_role(role_id)
     by_action = {a: s for s in statements for a in _as_list(s["Action"])}
+    names = ("commit_run", "prepare_regime_training", "record_failure", "register_regime_model", "start_run")
+    assert _functions_of("retrain_regime.asl.json") == list(names)
     assert sorted(_flatten(r) for r in _as_list(by_action["lambda:InvokeFunction"]["Resource"])) == sorted(
-        f"<{synth.function_id(n)}.Arn>" for n in ("prepare_regime_training", "register_regime_model")
+        f"<{synth.function_id(n)}.Arn>" for n in names
     )
     jobs = by_action["sagemaker:CreateTrainingJob"]
     assert jobs is by_action["sagemaker:DescribeTrainingJob"] and set(_as_list(jobs["Action"])) == {
@@ -332,6 +388,51 @@ def test_training_role_reads_channels_writes_models_pulls_the_image_and_logs_not
     }
 
 
+def test_rebalance_all_starts_and_follows_rebalance_runs_from_a_distributed_map_and_may_do_nothing_else(
+    synth: Synth,
+) -> None:
+    definition = json.loads((STATE_MACHINES / "rebalance_all.asl.json").read_text())
+    states = dict(_all_states(definition))
+    assert states["RebalanceEach"]["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
+    assert states["Rebalance"]["Resource"] == "arn:aws:states:::states:startExecution.sync:2"
+    _, machine = synth.single("AWS::StepFunctions::StateMachine", StateMachineName="spe-dev-rebalance-all")
+    rebalance_id, _ = synth.single("AWS::StepFunctions::StateMachine", StateMachineName="spe-dev-rebalance")
+    assert rebalance_id in machine["DependsOn"]  # the machine it starts is deployed first
+    role_id = machine["Properties"]["RoleArn"]["Fn::GetAtt"][0]
+    grants = {(a, r) for a, r in synth.grants_of_role(role_id, "") if r != "*"}  # "*": log delivery and X-Ray
+    region = synth.config.region
+    # AWS's policies for startExecution.sync:2 (the rebalance runs) and for a Distributed Map (its child workflows)
+    assert grants == {
+        ("lambda:InvokeFunction", f"<{synth.function_id('list_portfolios')}.Arn>"),
+        ("states:StartExecution", _machine_arn(synth, "rebalance")),
+        ("states:DescribeExecution", _executions(synth, "rebalance")),
+        ("states:StopExecution", _executions(synth, "rebalance")),
+        *{
+            (
+                action,
+                f"arn:aws:events:{region}:<AWS::AccountId>:rule/StepFunctionsGetEventsForStepFunctionsExecutionRule",
+            )
+            for action in ("events:PutTargets", "events:PutRule", "events:DescribeRule")
+        },
+        ("states:StartExecution", _machine_arn(synth, "rebalance-all")),
+        ("states:DescribeExecution", _executions(synth, "rebalance-all")),
+        ("states:StopExecution", _executions(synth, "rebalance-all")),
+    }
+    assert {a for a, r in synth.grants_of_role(role_id, "") if r == "*"} <= {
+        "logs:CreateLogDelivery", "logs:DeleteLogDelivery", "logs:DescribeLogGroups", "logs:DescribeResourcePolicies",
+        "logs:GetLogDelivery", "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:UpdateLogDelivery",
+        "xray:GetSamplingRules", "xray:GetSamplingTargets", "xray:PutTelemetryRecords", "xray:PutTraceSegments",
+    }  # fmt: skip
+
+
+def test_only_rebalance_all_may_start_executions(synth: Synth) -> None:
+    for name in synth.config.state_machines:
+        starts = {
+            r for a, r in synth.grants_of_role(_machine_role(synth, name), "states:") if a == "states:StartExecution"
+        }
+        assert bool(starts) == (name == "rebalance-all"), name
+
+
 def test_training_prefixes_agree_with_the_library() -> None:
     # infra never imports the library; the library's PrepareRegimeTraining writes and names what IAM allows.
     training = pytest.importorskip("portfolio_engine.contracts.training")
@@ -342,34 +443,61 @@ def test_training_prefixes_agree_with_the_library() -> None:
 # --- functions ------------------------------------------------------------------------------------
 
 
-def test_each_function_runs_its_handler_from_the_shared_image_traced_and_sized_by_config(synth: Synth) -> None:
+def _zip_functions(synth: Synth) -> set[str]:
+    return {name for name, settings in synth.config.functions.items() if settings.packaging == "zip"}
+
+
+def test_each_function_runs_its_handler_traced_and_sized_by_config(synth: Synth) -> None:
     template = Template.from_json(synth.template)
+    assert _zip_functions(synth) == {"notify_slack"}
     for name, settings in synth.config.functions.items():
+        variables = {
+            "SPE_VALIDATION_POLICY": synth.config.validation_policy,
+            "SPE_DATA_DIR": "/tmp/spe",
+            "POWERTOOLS_SERVICE_NAME": f"spe-{name.replace('_', '-')}",
+            "POWERTOOLS_METRICS_NAMESPACE": synth.config.metrics_namespace,
+        }
+        if settings.lake_access != "none":
+            variables["SPE_LAKE_URI"] = {"Fn::Join": ["", ["s3://", {"Ref": Match.any_value()}, "/lake"]]}
+        packaging = (
+            {"PackageType": "Image", "ImageConfig": {"Command": [handler_for(name)]}}
+            if settings.packaging == "image"
+            else {"Runtime": "python3.11", "Handler": handler_for(name), "Layers": [{"Ref": Match.any_value()}]}
+        )
         template.has_resource_properties(
             "AWS::Lambda::Function",
             {
                 "FunctionName": f"spe-dev-{name.replace('_', '-')}",
-                "PackageType": "Image",
-                "ImageConfig": {"Command": [handler_for(name)]},
+                **packaging,
                 "TracingConfig": {"Mode": "Active"},
                 "MemorySize": settings.memory_mb,
                 "Timeout": settings.timeout_seconds,
-                "Environment": {
-                    "Variables": Match.object_like(
-                        {
-                            "SPE_LAKE_URI": {"Fn::Join": ["", ["s3://", {"Ref": Match.any_value()}, "/lake"]]},
-                            "SPE_VALIDATION_POLICY": synth.config.validation_policy,
-                            "SPE_DATA_DIR": "/tmp/spe",
-                            "POWERTOOLS_SERVICE_NAME": f"spe-{name.replace('_', '-')}",
-                            "POWERTOOLS_METRICS_NAMESPACE": synth.config.metrics_namespace,
-                        }
-                    )
-                },
+                "Environment": {"Variables": Match.object_like(variables)},
             },
         )
+        env = synth.resources[synth.function_id(name)]["Properties"]["Environment"]["Variables"]
+        assert ("SPE_LAKE_URI" in env) == (settings.lake_access != "none"), name
     assert synth.config.functions["ingest_prices"].timeout_seconds == 600  # cdk.json override reached the template
-    images = {json.dumps(f["Properties"]["Code"]) for f in synth.of_type("AWS::Lambda::Function").values()}
+    images = {
+        json.dumps(synth.resources[synth.function_id(name)]["Properties"]["Code"])
+        for name in synth.config.functions
+        if name not in _zip_functions(synth)
+    }
     assert len(images) == 1, "all quant functions share one image"
+
+
+def test_the_run_lifecycle_functions_are_sized_as_configured(synth: Synth) -> None:
+    sizes = {
+        name: (synth.config.functions[name].memory_mb, synth.config.functions[name].timeout_seconds)
+        for name in ("start_run", "commit_run", "record_failure", "list_portfolios", "notify_slack")
+    }
+    assert sizes == {
+        "start_run": (1024, 60),
+        "commit_run": (1024, 120),
+        "record_failure": (1024, 60),
+        "list_portfolios": (1024, 60),
+        "notify_slack": (256, 30),
+    }
 
 
 def test_functions_log_to_their_own_log_group_with_the_configured_retention(synth: Synth) -> None:
@@ -457,11 +585,18 @@ def test_functions_reach_only_the_lake_prefix_of_the_lake_bucket(synth: Synth) -
         assert "ManagedPolicyArns" not in synth.resources[role_id]["Properties"], f"{name}: no AWS managed policies"
         s3 = [s for s in synth.statements_of_role(role_id) if any(a.startswith("s3:") for a in _as_list(s["Action"]))]
         grants = {_flatten(r): set(_as_list(s["Action"])) for s in s3 for r in _as_list(s["Resource"])}
-        assert grants == {
+        expected = {
             f"<{bucket}.Arn>/{synth.config.lake_prefix}/*": LAKE_ACTIONS[settings.lake_access],
             f"<{bucket}.Arn>": {"s3:ListBucket"},
-        }, name
+        }
+        assert grants == (expected if settings.lake_access != "none" else {}), name
         assert all(s["Effect"] == "Allow" and "Condition" not in s for s in s3)
+
+
+def test_functions_outside_the_data_pipeline_do_not_touch_the_lake(synth: Synth) -> None:
+    no_lake = {n for n, settings in synth.config.functions.items() if settings.lake_access == "none"}
+    assert no_lake == {"start_run", "record_failure", "list_portfolios", "notify_slack"}
+    assert synth.config.functions["commit_run"].lake_access == "read"  # it reads the run's artefacts
 
 
 def test_no_policy_grants_s3_on_any_other_resource(synth: Synth) -> None:
@@ -473,26 +608,33 @@ def test_no_policy_grants_s3_on_any_other_resource(synth: Synth) -> None:
                     assert _flatten(resource).startswith(f"<{bucket}.Arn>"), (policy_id, resource)
 
 
-def test_only_ingest_reads_the_api_key_secrets(synth: Synth) -> None:
+def test_each_secret_is_read_only_by_the_functions_that_list_it(synth: Synth) -> None:
     secrets = synth.of_type("AWS::SecretsManager::Secret")
     names = {v["Properties"]["Name"]: k for k, v in secrets.items()}
-    assert set(names) == {"spe/dev/alpha-vantage-api-key", "spe/dev/nasdaq-data-link-api-key"}
+    assert set(names) == {
+        "spe/dev/alpha-vantage-api-key",
+        "spe/dev/nasdaq-data-link-api-key",
+        "spe/dev/slack-webhook-url",
+    }
+    readers = {
+        "ingest_prices": {
+            "SPE_ALPHA_VANTAGE_SECRET_ID": "spe/dev/alpha-vantage-api-key",
+            "SPE_NASDAQ_DATA_LINK_SECRET_ID": "spe/dev/nasdaq-data-link-api-key",
+        },
+        # the Slack webhook URL, which operators put after deploy (settings.slack_webhook_secret_id)
+        "notify_slack": {"SPE_SLACK_WEBHOOK_SECRET_ID": "spe/dev/slack-webhook-url"},
+    }
     for name in synth.config.functions:
         function = synth.resources[synth.function_id(name)]["Properties"]
-        role_id = function["Role"]["Fn::GetAtt"][0]
         readable = {
             _flatten(r)
-            for s in synth.statements_of_role(role_id)
+            for s in synth.statements_of_role(function["Role"]["Fn::GetAtt"][0])
             if "secretsmanager:GetSecretValue" in _as_list(s["Action"])
             for r in _as_list(s["Resource"])
         }
-        env = function["Environment"]["Variables"]
-        if name == "ingest_prices":
-            assert readable == {f"<{logical_id}>" for logical_id in secrets}
-            assert names[env["SPE_ALPHA_VANTAGE_SECRET_ID"]] and names[env["SPE_NASDAQ_DATA_LINK_SECRET_ID"]]
-        else:
-            assert readable == set(), name
-            assert not [k for k in env if k.endswith("_SECRET_ID")], name
+        env = {k: v for k, v in function["Environment"]["Variables"].items() if k.endswith("_SECRET_ID")}
+        assert env == readers.get(name, {}), name
+        assert readable == {f"<{names[secret]}>" for secret in env.values()}, name
 
 
 # --- schedules ------------------------------------------------------------------------------------
@@ -530,18 +672,30 @@ def test_scheduled_ingest_event_is_a_valid_ingest_input(synth: Synth) -> None:
     contracts.IngestInput.model_validate(event)
 
 
-def test_rebalance_starts_after_ingest_with_a_valid_run_request(synth: Synth) -> None:
+def _scheduled_input(target: dict[str, Any], fire_time: str) -> str:
+    """The input EventBridge sends a target at ``fire_time``: its input template with the event's fields."""
+    transformer = target["InputTransformer"]
+    assert transformer["InputPathsMap"] == {"time": "$.time"}
+    return transformer["InputTemplate"].replace("<time>", json.dumps(fire_time))
+
+
+def test_rebalance_all_starts_after_ingest_with_a_valid_batch_request(synth: Synth) -> None:
     rule = _rule(synth, "rebalance-after-close")
     assert rule["ScheduleExpression"] == "cron(0 22 ? * MON-FRI *)"
+    ingest_minute, ingest_hour = _rule(synth, "ingest-after-close")["ScheduleExpression"][5:-1].split()[:2]
+    assert int(ingest_hour) * 60 + int(ingest_minute) < 22 * 60
     (target,) = rule["Targets"]
-    machine_id, _ = synth.single("AWS::StepFunctions::StateMachine", StateMachineName="spe-dev-rebalance")
+    machine_id, _ = synth.single("AWS::StepFunctions::StateMachine", StateMachineName="spe-dev-rebalance-all")
     assert target["Arn"] == {"Ref": machine_id}
     role_id = target["RoleArn"]["Fn::GetAtt"][0]
     assert synth.statements_of_role(role_id) == [
         {"Action": "states:StartExecution", "Effect": "Allow", "Resource": {"Ref": machine_id}}
     ]
-    contracts = pytest.importorskip("portfolio_engine.contracts")
-    contracts.RunRequest.model_validate_json(target["Input"])
+    body = json.loads(_scheduled_input(target, "2024-01-09T22:00:00Z"))
+    assert body == {"trigger": "schedule", "scheduled_for": "2024-01-09T22:00:00Z"}
+    runs = pytest.importorskip("portfolio_engine.contracts.runs")
+    request = runs.RebalanceAllRequest.model_validate(body)  # extra fields are forbidden
+    assert request.trigger == "schedule" and request.scheduled_for is not None
 
 
 def test_the_regime_model_is_retrained_weekly_on_the_latest_features(synth: Synth) -> None:
@@ -554,8 +708,16 @@ def test_the_regime_model_is_retrained_weekly_on_the_latest_features(synth: Synt
         {"Action": "states:StartExecution", "Effect": "Allow", "Resource": {"Ref": machine_id}}
     ]
     training = pytest.importorskip("portfolio_engine.contracts.training")
-    request = training.RetrainRegimeRequest.model_validate_json(target["Input"])
+    request = training.RetrainRegimeRequest.model_validate_json(_scheduled_input(target, "2024-01-06T06:00:00Z"))
     assert request.feature_key is None  # the latest feature set holding the model's symbol
+    assert request.trigger == "schedule"
+
+
+def test_every_machine_schedule_says_it_was_scheduled_and_when_as_the_local_scheduler_does(synth: Synth) -> None:
+    for schedule in synth.config.schedules:
+        if schedule.state_machine:
+            body = json.loads(_scheduled_input(_rule(synth, schedule.name)["Targets"][0], "2024-01-08T22:00:00Z"))
+            assert body["trigger"] == "schedule" and body["scheduled_for"] == "2024-01-08T22:00:00Z", schedule.name
 
 
 # --- alerts ---------------------------------------------------------------------------------------
@@ -616,18 +778,33 @@ def test_cdk_nag_acknowledgements_are_exactly_the_deliberate_ones_and_all_are_us
     }
     bucket = _lake_bucket_id(synth)
     functions = {_construct_id(name) for name in synth.config.functions}
-    assert {"PrepareRegimeTraining", "RegisterRegimeModel"} <= functions
+    assert {"PrepareRegimeTraining", "RegisterRegimeModel", "CommitRun", "NotifySlack"} <= functions
+    in_lake = {_construct_id(n) for n, settings in synth.config.functions.items() if settings.lake_access != "none"}
     region, training = synth.config.region, f"lake/{REGIME_TRAINING_PREFIX}"
+    executions = {m: f"AwsSolutions-IAM5[Resource::{_executions(synth, m)}]" for m in synth.config.state_machines}
     assert suppressed == {
         ("AwsSolutions-SMG4", "AlphaVantageSecret"),
         ("AwsSolutions-SMG4", "NasdaqDataLinkSecret"),
+        # the Slack webhook URL, issued (and rotated) by Slack
+        ("AwsSolutions-SMG4", "SlackWebhookSecret"),
+        # idempotency records expire within days: nothing for point-in-time recovery to protect
+        ("AwsSolutions-DDB3", "Idempotency"),
+        # the zip function runs the lock's Python (3.11), which its layer's wheels are built for
+        ("AwsSolutions-L1", "NotifySlack"),
         *{("AwsSolutions-IAM5[Resource::*]", f) for f in functions},
         ("AwsSolutions-IAM5[Resource::*]", "RebalanceStateMachine"),
-        # the backtest machine: log delivery and X-Ray, as the rebalance machine
+        # the backtest and rebalance-all machines: log delivery and X-Ray, as the rebalance machine
         ("AwsSolutions-IAM5[Resource::*]", "BacktestStateMachine"),
-        *{(f"AwsSolutions-IAM5[Resource::<{bucket}.Arn>/lake/*]", f) for f in functions},
-        # the Alert step publishes to the alerts topic, encrypted with its own key
+        ("AwsSolutions-IAM5[Resource::*]", "RebalanceAllStateMachine"),
+        *{(f"AwsSolutions-IAM5[Resource::<{bucket}.Arn>/lake/*]", f) for f in in_lake},
+        # the Alert step and RecordFailure publish to the alerts topic, encrypted with its own key
         ("AwsSolutions-IAM5[Action::kms:GenerateDataKey*]", "SendAlerts"),
+        ("AwsSolutions-IAM5[Action::kms:GenerateDataKey*]", "RecordFailure"),
+        # CommitRun and RecordFailure read their own execution's history (named by the run id)
+        *{(executions[m], f) for m in RUN_MACHINES for f in ("CommitRun", "RecordFailure")},
+        # rebalance-all follows the rebalance runs it starts, and its Distributed Map's child workflows
+        (executions["rebalance"], "RebalanceAllStateMachine"),
+        (executions["rebalance-all"], "RebalanceAllStateMachine"),
         # the retrain machine: log delivery and X-Ray as above, and jobs named regime-<model>-<run id>
         ("AwsSolutions-IAM5[Resource::*]", "RetrainRegimeStateMachine"),
         (
@@ -708,6 +885,12 @@ def test_stage_overrides_merge_over_the_defaults() -> None:
         ({"functions": {"ingest_prices": {"secrets": ["alpha_vantage"]}}}, "does not define"),
         ({"schedules": {"x": {"expression": "cron(30 21 * * MON-FRI)", "function": "ingest_prices"}}}, "not an Event"),
         ({"schedules": {"x": {"expression": "rate(1 day)", "stateMachine": "backtest"}}}, "unknown state machine"),
+        ({"functions": {"ingest_prices": {"packaging": "wheel"}}}, "packaging='wheel'"),
+        ({"functions": {"ingest_prices": {"store": "read_write"}}}, "store='read_write'"),
+        ({"functions": {"ingest_prices": {"alerts": True}}}, "alerts=True"),
+        ({"functions": {"ingest_prices": {"lakeAccess": "write"}}}, "lakeAccess='write'"),
+        ({"functions": {"ingest_prices": {"idempotency": "yes"}}}, "idempotency='yes'"),
+        ({"functions": {"ingest_prices": {"executionHistory": 1}}}, "executionHistory=1"),
     ],
 )
 def test_bad_configuration_fails_with_a_message_naming_the_key(raw: dict[str, Any], message: str) -> None:
@@ -743,17 +926,296 @@ def test_a_placeholder_without_a_function_fails_synth_with_a_hint(tmp_path: Path
         )
 
 
-def test_the_alert_function_publishes_to_the_alerts_topic_only(synth: Synth) -> None:
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        ({"StateMachineArn": "${NightlyStateMachineArn}"}, r"\$\{NightlyStateMachineArn\}.*spe\.stateMachines"),
+        ({"StateMachineArn.$": "$.machine"}, r"'Child' starts a state machine that is not named"),
+    ],
+)
+def test_a_machine_may_start_only_a_machine_of_the_stack_named_by_placeholder(
+    tmp_path: Path, parameters: dict[str, str], message: str
+) -> None:
+    import aws_cdk as cdk
+    from aws_cdk import aws_logs as logs
+
+    from spe_infra.constructs import EngineStateMachine
+
+    definition = tmp_path / "batch.asl.json"
+    child = {"Type": "Task", "Resource": "arn:aws:states:::states:startExecution.sync:2", "End": True}
+    definition.write_text(json.dumps({"StartAt": "Child", "States": {"Child": {**child, "Parameters": parameters}}}))
+    stack = cdk.Stack(cdk.App(outdir=str(tmp_path / "out")), "S", env=cdk.Environment(region="us-east-1"))
+    with pytest.raises(ValueError, match=message):
+        EngineStateMachine(
+            stack,
+            "M",
+            name="batch",
+            definition_file=definition,
+            prefix="spe-test",
+            functions={},
+            machines={"batch": "spe-test-batch", "rebalance": "spe-test-rebalance"},
+            log_retention=logs.RetentionDays.ONE_WEEK,
+        )
+
+
+def test_the_alert_and_failure_functions_publish_to_the_alerts_topic_only(synth: Synth) -> None:
+    topic_id, _ = synth.single("AWS::SNS::Topic", TopicName="spe-dev-alerts")
+    key_id = synth.resources[topic_id]["Properties"]["KmsMasterKeyId"]["Fn::GetAtt"][0]
+    publishers = {n for n, settings in synth.config.functions.items() if settings.alerts == "publish"}
+    assert publishers == {"send_alerts", "record_failure"}
+    for name in synth.config.functions:
+        env = synth.resources[synth.function_id(name)]["Properties"]["Environment"]["Variables"]
+        grants = synth.grants_of_role(synth.role_of(name), "sns:") | synth.grants_of_role(synth.role_of(name), "kms:")
+        if name in publishers:
+            assert env["SPE_ALERTS_TOPIC_ARN"] == {"Ref": topic_id}
+            assert grants == {
+                ("sns:Publish", f"<{topic_id}>"),
+                ("kms:Decrypt", f"<{key_id}.Arn>"),
+                ("kms:GenerateDataKey*", f"<{key_id}.Arn>"),
+            }, name
+        else:
+            assert "SPE_ALERTS_TOPIC_ARN" not in env and grants == set(), name
+
+
+# --- store of record and idempotency tables ------------------------------------------------------------
+
+
+def _table(synth: Synth, name: str) -> tuple[str, dict[str, Any]]:
+    return synth.single("AWS::DynamoDB::Table", TableName=name)
+
+
+def test_the_store_of_record_is_the_table_the_library_uses_recoverable_and_retained(synth: Synth) -> None:
+    _, table = _table(synth, "spe-dev-store")
+    props = table["Properties"]
+    assert props["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    indexes = {i["IndexName"]: i for i in props["GlobalSecondaryIndexes"]}
+    assert indexes == {
+        name: {
+            "IndexName": name,
+            "KeySchema": [
+                {"AttributeName": partition_key, "KeyType": "HASH"},
+                {"AttributeName": "g_sort", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "ALL"},
+        }
+        for name, partition_key in {"by_kind": "g_kind", "by_owner": "g_owner"}.items()
+    }
+    assert {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]} == {
+        "pk": "S",
+        "sk": "S",
+        "g_kind": "S",
+        "g_owner": "S",
+        "g_sort": "S",
+    }
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["DeletionProtectionEnabled"] is True
+    assert (table["DeletionPolicy"], table["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    assert "SSESpecification" not in props  # DynamoDB's AWS owned key (see StoreTable for why)
+
+
+def test_the_deployed_store_table_is_the_one_the_library_creates_for_moto(
+    synth: Synth, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given ``DynamoStore.create_table()`` in moto (what the README says to run for moto or LocalStack), the
+    table it creates has the keys, indexes and billing mode of the table CDK deploys."""
+    moto = pytest.importorskip("moto")
+    store_module = pytest.importorskip("portfolio_engine.adapters.store.dynamodb")
+    import boto3
+
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(key, "testing")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
+    with moto.mock_aws():
+        store_module.DynamoStore("spe-dev-store", region="us-east-1").create_table()
+        created = boto3.client("dynamodb", region_name="us-east-1").describe_table(TableName="spe-dev-store")["Table"]
+    deployed = _table(synth, "spe-dev-store")[1]["Properties"]
+
+    def keys(schema: list[dict[str, str]]) -> list[tuple[str, str]]:
+        return [(k["AttributeName"], k["KeyType"]) for k in schema]
+
+    assert keys(created["KeySchema"]) == keys(deployed["KeySchema"])
+    assert {a["AttributeName"]: a["AttributeType"] for a in created["AttributeDefinitions"]} == {
+        a["AttributeName"]: a["AttributeType"] for a in deployed["AttributeDefinitions"]
+    }
+    assert {
+        i["IndexName"]: (keys(i["KeySchema"]), i["Projection"]["ProjectionType"])
+        for i in created["GlobalSecondaryIndexes"]
+    } == {
+        i["IndexName"]: (keys(i["KeySchema"]), i["Projection"]["ProjectionType"])
+        for i in deployed["GlobalSecondaryIndexes"]
+    }
+    assert set(STORE_INDEXES) == {i["IndexName"] for i in deployed["GlobalSecondaryIndexes"]}
+    assert created["BillingModeSummary"]["BillingMode"] == deployed["BillingMode"]
+
+
+def test_the_idempotency_table_has_powertools_key_and_expiry(synth: Synth) -> None:
+    _, table = _table(synth, "spe-dev-idempotency")
+    props = table["Properties"]
+    assert props["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["DeletionPolicy"] == "Delete"  # records of hours or days: nothing to keep
+
+
+def test_each_function_that_uses_the_store_is_told_where_it_is_and_may_do_exactly_what_it_needs(synth: Synth) -> None:
+    table_id, _ = _table(synth, "spe-dev-store")
+    table, indexes = f"<{table_id}.Arn>", {f"<{table_id}.Arn>/index/{i}" for i in ("by_kind", "by_owner")}
+    access = {n: settings.store for n, settings in synth.config.functions.items() if settings.store != "none"}
+    assert access == {
+        "optimize_portfolio": "read",  # the portfolio's book
+        "detect_regime": "read",  # the model registry's champion
+        "plan_risk": "read",
+        "register_regime_model": "read",
+        "list_portfolios": "read",
+        "start_run": "write",
+        "commit_run": "write",
+        "record_failure": "write",
+        "send_alerts": "write",  # alert cool-down state
+    }
+    for name in synth.config.functions:
+        env = synth.resources[synth.function_id(name)]["Properties"]["Environment"]["Variables"]
+        grants = {(a, r) for a, r in synth.grants_of_role(synth.role_of(name), "dynamodb:") if r.startswith(table)}
+        if name not in access:
+            assert "SPE_STORE_URI" not in env and grants == set(), name
+            continue
+        assert env["SPE_STORE_URI"] == {"Fn::Join": ["", ["dynamodb://", {"Ref": table_id}]]}, name
+        expected = {(a, r) for a in STORE_READ for r in {table, *indexes}}
+        if access[name] == "write":  # items only: DynamoDB maintains the indexes
+            expected |= {(a, table) for a in STORE_WRITE}
+        assert grants == expected, name
+    # No dynamodb:* nor a wildcard anywhere: TransactWriteItems is authorised by its items' actions.
+    everything = {a for n in synth.config.functions for a, _ in synth.grants_of_role(synth.role_of(n), "dynamodb:")}
+    assert everything == STORE_READ | STORE_WRITE | IDEMPOTENCY
+
+
+def test_only_event_triggered_functions_keep_idempotency_records(synth: Synth) -> None:
+    table_id, _ = _table(synth, "spe-dev-idempotency")
+    users = {n for n, settings in synth.config.functions.items() if settings.idempotency}
+    assert users == {"ingest_prices", "notify_slack"}
+    for name in synth.config.functions:
+        env = synth.resources[synth.function_id(name)]["Properties"]["Environment"]["Variables"]
+        grants = {g for g in synth.grants_of_role(synth.role_of(name), "dynamodb:") if g[1] == f"<{table_id}.Arn>"}
+        if name in users:
+            assert env["SPE_IDEMPOTENCY_TABLE"] == {"Ref": table_id}
+            assert grants == {(a, f"<{table_id}.Arn>") for a in IDEMPOTENCY}, name
+        else:
+            assert "SPE_IDEMPOTENCY_TABLE" not in env and grants == set(), name
+
+
+def test_commit_and_failure_read_only_the_execution_histories_of_the_machines_that_invoke_them(synth: Synth) -> None:
+    readers = {n for n, settings in synth.config.functions.items() if settings.execution_history}
+    assert readers == {"commit_run", "record_failure"}
+    for name in synth.config.functions:
+        history = synth.grants_of_role(synth.role_of(name), "states:")
+        if name in readers:
+            invoking = [m for m in synth.config.state_machines if name in _functions_of(synth.config.state_machines[m])]
+            assert sorted(invoking) == sorted(RUN_MACHINES)  # not rebalance-all, which records no run itself
+            assert history == {("states:GetExecutionHistory", _executions(synth, m)) for m in RUN_MACHINES}, name
+        else:
+            assert history == set(), name
+
+
+def test_the_stack_outputs_the_table_names(synth: Synth) -> None:
+    outputs = synth.template["Outputs"]
+    store_id, _ = _table(synth, "spe-dev-store")
+    idempotency_id, _ = _table(synth, "spe-dev-idempotency")
+    assert outputs["StoreTableName"]["Value"] == {"Ref": store_id}
+    assert outputs["IdempotencyTableName"]["Value"] == {"Ref": idempotency_id}
+
+
+# --- the Slack notifier: a zip with the light layer, subscribed to the alerts topic -----------------
+
+
+def test_notify_slack_is_a_zip_with_the_light_layer(synth: Synth) -> None:
+    function = synth.resources[synth.function_id("notify_slack")]
+    props = function["Properties"]
+    assert "PackageType" not in props and "ImageConfig" not in props
+    assert (props["Runtime"], props["Handler"]) == ("python3.11", "functions.notify_slack.app.lambda_handler")
+    assert props["Architectures"] == ["x86_64"]
+    ((layer_ref,),) = [[layer["Ref"] for layer in props["Layers"]]]
+    layer = synth.resources[layer_ref]
+    assert layer["Type"] == "AWS::Lambda::LayerVersion"
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.11"]
+    assert layer["Properties"]["CompatibleArchitectures"] == ["x86_64"]
+    assert layer["Metadata"]["aws:asset:path"].endswith("layers/light")  # built from layers/light/requirements.txt
+    # Only the zip functions use the layer; the others run the image
+    users = [k for k, v in synth.of_type("AWS::Lambda::Function").items() if "Layers" in v["Properties"]]
+    assert users == [synth.function_id("notify_slack")]
+
+
+def test_notify_slack_zip_holds_its_handler_and_exactly_the_library_modules_it_imports() -> None:
+    modules = {
+        str(p.relative_to(REPO_ROOT / "shared"))
+        for p in library_modules(REPO_ROOT / "functions" / "notify_slack" / "app.py")
+    }
+    assert modules == {
+        f"portfolio_engine/{m}.py"
+        for m in (
+            "__init__", "_lazy", "settings", "exceptions", "risk/__init__", "risk/alerts", "risk/limits",
+            "adapters/__init__", "adapters/alert_channels",
+        )
+    }  # fmt: skip
+    staged = stage_function_code("notify_slack")
+    files = {str(p.relative_to(staged)) for p in staged.rglob("*") if p.is_file()}
+    assert files == {"functions/notify_slack/app.py", *modules}
+
+
+def test_notify_slack_imports_from_its_zip_alone_without_numpy() -> None:
+    """Given the staged zip first on sys.path (it shadows the installed library), the handler imports."""
+    staged = stage_function_code("notify_slack")
+    probe = (
+        "import json, sys\n"
+        f"sys.path.insert(0, {str(staged)!r})\n"
+        "import functions.notify_slack.app\n"
+        "library = {m: sys.modules[m].__file__ for m in sys.modules if m.split('.')[0] == 'portfolio_engine'}\n"
+        "heavy = [m for m in ('numpy', 'pandas', 'scipy', 'pyarrow', 'sklearn') if m in sys.modules]\n"
+        "print(json.dumps({'library': library, 'heavy': heavy}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPE_", "AWS_"))}
+    env |= {"AWS_REGION": "us-east-1", "SPE_DATA_DIR": str(staged / "data")}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=staged, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["heavy"] == []
+    assert found["library"] and all(path.startswith(str(staged)) for path in found["library"].values()), found
+
+
+def test_notify_slack_is_subscribed_to_the_alerts_topic_with_retries_and_a_dead_letter_queue(synth: Synth) -> None:
+    function_id = synth.function_id("notify_slack")
+    topic_id, _ = synth.single("AWS::SNS::Topic", TopicName="spe-dev-alerts")
     template = Template.from_json(synth.template)
-    topic_id = next(k for k, v in synth.template["Resources"].items() if v["Type"] == "AWS::SNS::Topic")
     template.has_resource_properties(
-        "AWS::Lambda::Function",
+        "AWS::SNS::Subscription",
+        {"Protocol": "lambda", "TopicArn": {"Ref": topic_id}, "Endpoint": {"Fn::GetAtt": [function_id, "Arn"]}},
+    )
+    template.has_resource_properties(
+        "AWS::Lambda::Permission",
         {
-            "FunctionName": "spe-dev-send-alerts",
-            "Environment": {"Variables": Match.object_like({"SPE_ALERTS_TOPIC_ARN": {"Ref": topic_id}})},
+            "Action": "lambda:InvokeFunction",
+            "FunctionName": {"Fn::GetAtt": [function_id, "Arn"]},
+            "Principal": "sns.amazonaws.com",
+            "SourceArn": {"Ref": topic_id},
         },
     )
-    function = synth.template["Resources"][synth.function_id("send_alerts")]
-    role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
-    publish = [s for s in synth.statements_of_role(role_id) if "sns:Publish" in _as_list(s["Action"])]
-    assert len(publish) == 1 and publish[0]["Resource"] == {"Ref": topic_id}
+    template.has_resource_properties(
+        "AWS::Lambda::EventInvokeConfig",
+        {"FunctionName": {"Ref": function_id}, "MaximumRetryAttempts": 2},
+    )
+    queue_id = synth.resources[function_id]["Properties"]["DeadLetterConfig"]["TargetArn"]["Fn::GetAtt"][0]
+    queue = synth.resources[queue_id]["Properties"]
+    assert queue["SqsManagedSseEnabled"] is True and queue["MessageRetentionPeriod"] == 14 * 24 * 3600
+    # It posts to Slack and records idempotency keys: no store, no lake, no topic publishing
+    grants = synth.grants_of_role(synth.role_of("notify_slack"), "")
+    assert {a.split(":")[0] for a, _ in grants} == {"logs", "dynamodb", "secretsmanager", "sqs", "xray"}
+    assert {a for a, _ in grants if a.startswith("sqs:")} == {"sqs:SendMessage"}
+    subscriptions = {
+        v["Properties"]["Endpoint"]["Fn::GetAtt"][0] for v in synth.of_type("AWS::SNS::Subscription").values()
+    }
+    assert subscriptions == {function_id}

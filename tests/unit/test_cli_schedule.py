@@ -274,7 +274,7 @@ def test_the_repos_configuration_is_the_default(machines: Path, monkeypatch: pyt
             {"run_id": "ingest-after-close-20240109T2130Z", "request": {}},
         ),
         (
-            "stateMachine:rebalance",
+            "stateMachine:rebalance-all",
             "rebalance-after-close-20240109T2200Z",
             {"trigger": "schedule", "scheduled_for": "2024-01-09T22:00:00Z"},
         ),

@@ -18,7 +18,10 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 """The repository root: ``infra/cdk/spe_infra/config.py`` is three folders below it."""
 
 CONTEXT_KEY = "spe"
-LakeAccess = Literal["read", "read_write"]
+LakeAccess = Literal["none", "read", "read_write"]
+StoreAccess = Literal["none", "read", "write"]
+Packaging = Literal["image", "zip"]
+AlertsRole = Literal["none", "publish", "subscribe"]
 _STAGE = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
 _FUNCTION = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,47}$")
@@ -46,12 +49,30 @@ def _build(cls: type, raw: Mapping[str, Any], where: str, **computed: Any) -> An
 
 @dataclass(frozen=True)
 class FunctionSettings:
-    """Sizing and permissions of one Lambda function (a folder under ``functions/``)."""
+    """Sizing, packaging and permissions of one Lambda function (a folder under ``functions/``).
+
+    Each permission is off unless the function's entry asks for it, so a function gets what it needs and
+    nothing more.
+    """
 
     memory_mb: int = 1024
     timeout_seconds: int = 300
     ephemeral_storage_mb: int = 512
     lake_access: LakeAccess = "read_write"
+    """Objects under the lake prefix: ``none``, ``read`` or ``read_write`` (its env gets ``SPE_LAKE_URI``)."""
+    packaging: Packaging = "image"
+    """``image``: the shared quant container image. ``zip``: the handler and the library modules it imports,
+    with the light layer (``layers/light``) for its dependencies: for functions whose imports reach no numpy."""
+    store: StoreAccess = "none"
+    """The store of record (``SPE_STORE_URI``): ``read`` (get, query) or ``write`` (also put, update, delete,
+    condition checks: what a ``TransactWriteItems`` of those is authorised by)."""
+    idempotency: bool = False
+    """Powertools idempotency records (``SPE_IDEMPOTENCY_TABLE``): get, put, update and delete items."""
+    alerts: AlertsRole = "none"
+    """The alerts topic: ``publish`` (``SPE_ALERTS_TOPIC_ARN``, ``sns:Publish`` and the topic key), or
+    ``subscribe`` (an SNS subscription; asynchronous retries, then a dead-letter queue)."""
+    execution_history: bool = False
+    """May read the execution histories (``states:GetExecutionHistory``) of the state machines that invoke it."""
     secrets: tuple[str, ...] = ()
     """Keys of ``EngineConfig.secrets`` this function may read (its env gets ``SPE_<KEY>_SECRET_ID``)."""
 
@@ -63,8 +84,17 @@ class FunctionSettings:
             raise ConfigError(f"timeoutSeconds={self.timeout_seconds} is outside Lambda's 1..900 s")
         if not 512 <= self.ephemeral_storage_mb <= 10240:
             raise ConfigError(f"ephemeralStorageMb={self.ephemeral_storage_mb} is outside 512..10240 MB")
-        if self.lake_access not in ("read", "read_write"):
-            raise ConfigError(f"lakeAccess={self.lake_access!r}; use 'read' or 'read_write'")
+        for key, value, allowed in (
+            ("lakeAccess", self.lake_access, ("none", "read", "read_write")),
+            ("packaging", self.packaging, ("image", "zip")),
+            ("store", self.store, ("none", "read", "write")),
+            ("alerts", self.alerts, ("none", "publish", "subscribe")),
+        ):
+            if value not in allowed:
+                raise ConfigError(f"{key}={value!r}; use one of {', '.join(repr(a) for a in allowed)}")
+        for key, flag in (("idempotency", self.idempotency), ("executionHistory", self.execution_history)):
+            if not isinstance(flag, bool):
+                raise ConfigError(f"{key}={flag!r}; use true or false")
 
 
 @dataclass(frozen=True)
@@ -72,7 +102,9 @@ class ScheduleSettings:
     """An EventBridge rule: a cron/rate expression (UTC) and exactly one target, with its input.
 
     In ``input``, a string value starting with ``$.`` is a JSON path into the EventBridge event
-    (``"$.id"`` gives each scheduled run a unique id).
+    (``"$.id"`` gives each scheduled run a unique id). A state machine's input also gets
+    ``"trigger": "schedule"`` and ``"scheduled_for": "$.time"`` (the fire time), as ``spe schedule``
+    (``portfolio_engine.local.scheduler``) adds them locally.
     """
 
     name: str
@@ -112,7 +144,7 @@ class EngineConfig:
     access_log_days: int = 365
     function_defaults: FunctionSettings = field(default_factory=FunctionSettings)
     functions: Mapping[str, FunctionSettings] = field(default_factory=dict)
-    """Folder name under ``functions/`` -> settings. All run from the shared quant container image."""
+    """Folder name under ``functions/`` -> settings (the quant image, or a zip with the light layer)."""
     state_machines: Mapping[str, str] = field(default_factory=dict)
     """State machine name -> definition file under ``state_machines/``."""
     schedules: tuple[ScheduleSettings, ...] = ()
@@ -140,6 +172,15 @@ class EngineConfig:
     def prefix(self) -> str:
         """Physical-name prefix of every named resource of this stage (``spe-dev``)."""
         return f"spe-{self.stage}"
+
+    def state_machine_name(self, name: str) -> str:
+        """Physical name of state machine ``name`` (``rebalance`` -> ``spe-dev-rebalance``).
+
+        Known before the machine exists, so an ARN built from it references no resource: a machine that
+        starts another, or a function that reads the executions of the machine that invokes it, makes no
+        dependency cycle.
+        """
+        return f"{self.prefix}-{name}"
 
     def secret_name(self, key: str) -> str:
         return self.secrets[key].format(stage=self.stage)

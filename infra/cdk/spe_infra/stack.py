@@ -1,4 +1,4 @@
-"""The engine's stack: lake, quant functions, state machines, SageMaker training role, schedules, secrets, alerts."""
+"""The engine's stack: lake, store of record, functions, state machines, training role, schedules, secrets, alerts."""
 
 from __future__ import annotations
 
@@ -9,13 +9,25 @@ import aws_cdk as cdk
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from spe_infra.config import REPO_ROOT, EngineConfig, ScheduleSettings
-from spe_infra.constructs import EngineFunction, EngineStateMachine, LakeBucket, QuantImage, SageMakerTraining
+from spe_infra.constructs import (
+    EngineFunction,
+    EngineStateMachine,
+    FunctionResources,
+    IdempotencyTable,
+    LakeBucket,
+    LightLayer,
+    QuantImage,
+    SageMakerTraining,
+    StoreTable,
+    function_arn_placeholder,
+)
 from spe_infra.constructs.engine_state_machine import load_definition, placeholders
 from spe_infra.constructs.training_job import REGIME_JOB_PREFIX, REGIME_TRAINING_PREFIX, TRAINING_PLACEHOLDERS
 from spe_infra.nag import acknowledge
@@ -60,6 +72,10 @@ def retention(days: int) -> logs.RetentionDays:
     return logs.RetentionDays[_RETENTION[days]]
 
 
+#: Added to a state machine's scheduled input, as the local scheduler adds them: who started it, and when.
+SCHEDULED_RUN_FIELDS = {"trigger": "schedule", "scheduled_for": "$.time"}
+
+
 def _construct_id(name: str) -> str:
     """``ingest_prices`` / ``retrain-regime`` -> ``IngestPrices`` / ``RetrainRegime``."""
     return "".join(part.capitalize() for part in name.replace("-", "_").split("_"))
@@ -101,22 +117,48 @@ class EngineStack(cdk.Stack):
                 self,
                 f"{_construct_id(key)}Secret",
                 secret_name=config.secret_name(key),
-                description=f"{key} API key for market data ingest; set it with put-secret-value after deploy.",
+                description=f"{key} for the engine ({config.stage}): put its value (put-secret-value) after deploy.",
             )
             acknowledge(
                 secret,
                 "SMG4",
-                "A third-party market-data API key: it is issued and rotated at the vendor's website, "
-                "so there is no rotation Lambda that could do it; operators put the new value.",
+                "A third-party credential (a market-data API key, the Slack webhook URL): it is issued and rotated "
+                "at the vendor's website, so no rotation Lambda could do it; operators put the new value.",
             )
             self.secrets[key] = (config.secret_name(key), secret)
 
-        image = QuantImage(directory=str(REPO_ROOT))
-        environment = {
-            "POWERTOOLS_METRICS_NAMESPACE": config.metrics_namespace,
-            "POWERTOOLS_LOG_LEVEL": config.log_level,
-            "SPE_VALIDATION_POLICY": config.validation_policy,
+        self.store = StoreTable(self, "Store", table_name=f"{config.prefix}-store")
+        self.idempotency = IdempotencyTable(self, "Idempotency", table_name=f"{config.prefix}-idempotency")
+        self.alerts = self._alerts_topic()
+
+        definitions = {name: REPO_ROOT / "state_machines" / file for name, file in config.state_machines.items()}
+        texts = {name: load_definition(path) for name, path in definitions.items()}
+        # Physical names of the machines whose definitions invoke each function (its execution histories).
+        invokers = {
+            function: [
+                config.state_machine_name(machine)
+                for machine, text in texts.items()
+                if function_arn_placeholder(function) in placeholders(text)
+            ]
+            for function in config.functions
         }
+        image = QuantImage(directory=str(REPO_ROOT))
+        self.light_layer: LightLayer | None = None
+        resources = FunctionResources(
+            lake=self.lake,
+            image=image,
+            light_layer=self._light_layer,
+            secrets=self.secrets,
+            store=self.store,
+            idempotency=self.idempotency,
+            alerts=self.alerts,
+            environment={
+                "POWERTOOLS_METRICS_NAMESPACE": config.metrics_namespace,
+                "POWERTOOLS_LOG_LEVEL": config.log_level,
+                "SPE_VALIDATION_POLICY": config.validation_policy,
+            },
+            log_retention=log_retention,
+        )
         self.functions: dict[str, EngineFunction] = {
             name: EngineFunction(
                 self,
@@ -124,19 +166,15 @@ class EngineStack(cdk.Stack):
                 name=name,
                 prefix=config.prefix,
                 settings=settings,
-                image=image,
-                lake=self.lake,
-                environment=environment,
-                secrets=self.secrets,
-                log_retention=log_retention,
+                resources=resources,
+                invoking_machines=invokers[name],
             )
             for name, settings in config.functions.items()
         }
 
         # The SageMaker role and image exist only if a deployed definition runs training jobs.
-        definitions = {name: REPO_ROOT / "state_machines" / file for name, file in config.state_machines.items()}
         self.training: SageMakerTraining | None = None
-        if any(set(TRAINING_PLACEHOLDERS) & placeholders(load_definition(path)) for path in definitions.values()):
+        if any(set(TRAINING_PLACEHOLDERS) & placeholders(text) for text in texts.values()):
             self.training = SageMakerTraining(
                 self,
                 "RegimeTraining",
@@ -145,6 +183,7 @@ class EngineStack(cdk.Stack):
                 prefix=REGIME_TRAINING_PREFIX,
                 job_prefix=REGIME_JOB_PREFIX,
             )
+        machines = {name: config.state_machine_name(name) for name in config.state_machines}
         self.state_machines: dict[str, EngineStateMachine] = {
             name: EngineStateMachine(
                 self,
@@ -153,34 +192,52 @@ class EngineStack(cdk.Stack):
                 definition_file=path,
                 prefix=config.prefix,
                 functions={n: f.function for n, f in self.functions.items()},
+                machines=machines,
                 log_retention=log_retention,
                 training=self.training,
             )
             for name, path in definitions.items()
         }
+        # A machine that starts another references it by an ARN built from its name (no Ref, so no cycle);
+        # deploy the started one first all the same.
+        by_physical_name = {m.physical_name: m for m in self.state_machines.values()}
+        for machine in self.state_machines.values():
+            for started in machine.started.values():
+                machine.state_machine.node.add_dependency(by_physical_name[started].state_machine)
 
         self.schedules = {s.name: self._schedule(s) for s in config.schedules}
-        self.alerts = self._alerts_topic()
-        if "send_alerts" in self.functions:  # the Alert step publishes breaches to the topic
-            alert_function = self.functions["send_alerts"].function
-            alert_function.add_environment("SPE_ALERTS_TOPIC_ARN", self.alerts.topic_arn)
-            self.alerts.grant_publish(alert_function)
-            acknowledge(
-                self.functions["send_alerts"].role,
-                "IAM5[Action::kms:GenerateDataKey*]",
-                "Publishing to the encrypted alerts topic needs kms:GenerateDataKey* (CDK's grant_publish), on the "
-                "topic's own key only.",
-            )
 
         cdk.CfnOutput(self, "LakeUri", value=self.lake.uri)
         cdk.CfnOutput(self, "AlertsTopicArn", value=self.alerts.topic_arn)
+        cdk.CfnOutput(
+            self,
+            "StoreTableName",
+            value=self.store.table.table_name,
+            description="The store of record (SPE_STORE_URI=dynamodb://<this>)",
+        )
+        cdk.CfnOutput(
+            self,
+            "IdempotencyTableName",
+            value=self.idempotency.table.table_name,
+            description="Powertools idempotency records (SPE_IDEMPOTENCY_TABLE)",
+        )
         if self.training is not None:
             cdk.CfnOutput(self, "TrainingRoleArn", value=self.training.role.role_arn)
         for name, machine in self.state_machines.items():
             cdk.CfnOutput(self, f"{_construct_id(name)}StateMachineArn", value=machine.state_machine.state_machine_arn)
 
+    def _light_layer(self) -> lambda_.ILayerVersion:
+        """The zip functions' layer, made when the first one asks for it."""
+        if self.light_layer is None:
+            self.light_layer = LightLayer(self, "LightLayer")
+        return self.light_layer.layer
+
     def _schedule(self, schedule: ScheduleSettings) -> events.Rule:
-        payload = events.RuleTargetInput.from_object(_event_input(dict(schedule.input)))
+        body = dict(schedule.input)
+        if schedule.state_machine:
+            # What `spe schedule` adds locally (portfolio_engine.local.scheduler): every machine's request takes them.
+            body.update(SCHEDULED_RUN_FIELDS)
+        payload = events.RuleTargetInput.from_object(_event_input(body))
         if schedule.function:
             target: events.IRuleTarget = targets.LambdaFunction(
                 self.functions[schedule.function].function,

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from portfolio_engine.contracts import IngestInput, RunRequest
 from portfolio_engine.contracts.backtest import BacktestRequest
+from portfolio_engine.contracts.runs import RebalanceAllRequest
 from portfolio_engine.contracts.tasks import _RUN_ID
 from portfolio_engine.contracts.training import RetrainRegimeRequest
 from portfolio_engine.exceptions import ConfigurationError
@@ -377,11 +378,18 @@ def test_the_payloads_of_the_repos_schedules_are_what_their_targets_accept() -> 
     assert ingest.payload() == {"run_id": "ingest-after-close-20240109T2130Z", "request": {}}
     assert IngestInput.model_validate(ingest.payload()).run_id == ingest.run_id
     # And each machine's input is its schedule's input plus the trigger and the fire time, which its request takes
-    requests = {"rebalance": RunRequest, "retrain-regime": RetrainRegimeRequest, "backtest": BacktestRequest}
+    requests = {
+        "rebalance": RunRequest,
+        "rebalance-all": RebalanceAllRequest,
+        "retrain-regime": RetrainRegimeRequest,
+        "backtest": BacktestRequest,
+    }
     for name in ("rebalance-after-close", "retrain-regime-weekly"):
         run = runs[name]
         request = requests[str(run.schedule.state_machine)].model_validate(run.payload())
         assert request.trigger == "schedule" and request.scheduled_for == run.fire_time
+    # The weekday rebalance is the batch of every stored portfolio (each child named <portfolio>-<fire time>)
+    assert runs["rebalance-after-close"].schedule.state_machine == "rebalance-all"
     assert runs["rebalance-after-close"].payload() == {"trigger": "schedule", "scheduled_for": "2024-01-09T22:00:00Z"}
     assert runs["retrain-regime-weekly"].run_id == "retrain-regime-weekly-20240106T0600Z"
 
