@@ -33,6 +33,14 @@ from portfolio_engine.contracts.risk import (
     ShardTask,
     StressInput,
 )
+from portfolio_engine.contracts.runs import (
+    CommitRunInput,
+    ListPortfoliosInput,
+    RebalanceAllRequest,
+    RebalanceState,
+    RecordFailureInput,
+    StartRunInput,
+)
 from portfolio_engine.contracts.training import (
     PrepareRegimeTrainingInput,
     RegisterRegimeModelInput,
@@ -67,6 +75,11 @@ MODELS = {
     "aggregate_backtest.json": AggregateBacktestInput,
     "backtest.json": BacktestRequest,
     "notify_slack.json": SnsModel,  # an SNS event as AWS delivers it (the alert's JSON in Sns.Message)
+    "start_run.json": StartRunInput,
+    "commit_run.json": CommitRunInput,  # captured from a real run: its state parses as the rebalance's (below)
+    "record_failure.json": RecordFailureInput,
+    "list_portfolios.json": ListPortfoliosInput,
+    "rebalance_all.json": RebalanceAllRequest,
 }
 
 
@@ -78,6 +91,26 @@ def test_every_sample_event_parses_into_its_model() -> None:
     assert sorted(p.name for p in EVENTS.glob("*.json")) == sorted(MODELS)
     for name, model in MODELS.items():
         model.model_validate(_event(name))
+    # CommitRun's state is the machine's whole state: the rebalance's parses into its model
+    RebalanceState.model_validate(_event("commit_run.json")["state"])
+
+
+def test_the_run_lifecycle_handlers_start_list_and_record_on_the_store(data_dir: Path) -> None:
+    from portfolio_engine.adapters.store.sqlite import SqliteStore
+
+    lambdas = InProcessLambda()
+    started = _invoke(lambdas, "start_run", {**_event("start_run.json"), "run_id": "sample-start"})
+    assert started["subject"] == "default" and started["spec_version"] == 1 and started["request"]["symbols"]
+    batch = _invoke(lambdas, "list_portfolios", _event("list_portfolios.json"))
+    assert batch["portfolios"] == ["default"] and batch["runs"][0]["run_id"] == "default-20221228T2200Z"
+    assert batch["runs"][0]["input"] == {
+        "trigger": "schedule", "source": "bundled", "scheduled_for": "2022-12-28T22:00:00+00:00", "portfolio": "default"
+    }  # fmt: skip
+    failure = {**_event("record_failure.json"), "run_id": "sample-start", "execution": None}
+    recorded = _invoke(lambdas, "record_failure", {**failure, "state": {"run": started}})
+    assert recorded["recorded"] and recorded["error"] == "InfeasibleError"
+    run = SqliteStore(data_dir / "store.db").view("run", "sample-start")
+    assert run is not None and run["status"] == "FAILED" and run["cause"].startswith("No portfolio meets")
 
 
 def _invoke(lambdas: InProcessLambda, name: str, event: dict) -> dict:

@@ -8,7 +8,8 @@ moto 5.2.5 runs neither ``arn:aws:states:::states:startExecution.sync:2`` nor a 
 * a ``startExecution.sync`` task becomes a call of the pseudo-function :data:`NESTED_FUNCTION`, which the runner
   answers by running the named machine's own definition to its end, as Step Functions does for ``.sync:2``:
   the output is ``{ExecutionArn, Name, Status, Output (JSON), StartDate, StopDate}``; a child that fails fails
-  the task with ``States.TaskFailed`` and the child's description as cause; a name already used fails it with
+  the task with the child's error name (Step Functions says ``States.TaskFailed``, a name moto refuses from a
+  Lambda: a ``States.ALL`` Catch handles both) and the child's description as cause; a name already used fails it with
   ``StepFunctions.ExecutionAlreadyExistsException`` (Step Functions refuses a second execution of a closed
   name, so a repeated trigger runs each child once).
 """

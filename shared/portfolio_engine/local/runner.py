@@ -372,8 +372,9 @@ class LocalStateMachineRunner:
         arn = f"arn:aws:states:{self.region}:{ACCOUNT}:execution:{machine}:{name}"
         response = sync_response(arn, name, result.status, result.output, started)
         if not result.succeeded:
+            # Step Functions names this States.TaskFailed, a name a Lambda error may not carry: the child's own.
             described = {**response, "Error": result.error, "Cause": result.cause}
-            return json.dumps(failure("States.TaskFailed", described)).encode(), "Unhandled"
+            return json.dumps(failure(result.error or "ExecutionFailed", described)).encode(), "Unhandled"
         return json.dumps(response, default=str).encode(), None
 
     def _machine_arn(self, sfn: Any, machine: str, definition: str) -> str:
