@@ -27,48 +27,35 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import uuid
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import date
 from typing import Any
 from urllib.parse import urlparse
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from portfolio_engine.adapters.lake_partitions import (
+    BAR_SCHEMA,
+    HISTORY_SCHEMA,
+    RAW_SCHEMA,
+    VERSION_COLUMNS,
+    Stamp,
+    dataset_name,
+    merge_partition,
+    safe_name,
+    scan_filter,
+)
 from portfolio_engine.data.schema import BAR_COLUMNS, conform_bars
 from portfolio_engine.exceptions import EmptyDataError, LakeError
 from portfolio_engine.ports import Coverage, UpsertResult, Zone
 
 logger = logging.getLogger(__name__)
 
-BAR_SCHEMA = pa.schema(
-    [
-        ("date", pa.timestamp("ns")),
-        ("symbol", pa.string()),
-        ("open", pa.float64()),
-        ("high", pa.float64()),
-        ("low", pa.float64()),
-        ("close", pa.float64()),
-        ("adj_close", pa.float64()),
-        ("volume", pa.float64()),
-    ]
-)
-#: Which write put a raw bar's value there: the ingest (run) id and when it wrote it.
-VERSION_COLUMNS: tuple[str, ...] = ("ingest_id", "ingested_at")
-RAW_SCHEMA = BAR_SCHEMA.append(pa.field("ingest_id", pa.string())).append(
-    pa.field("ingested_at", pa.timestamp("us", tz="UTC"))
-)
-#: A superseded raw version, and the write that superseded it.
-HISTORY_SCHEMA = RAW_SCHEMA.append(pa.field("superseded_by", pa.string())).append(
-    pa.field("superseded_at", pa.timestamp("us", tz="UTC"))
-)
 _PART = "part-0.parquet"
 _MANIFEST = "_manifest.json"
 ZONES: tuple[str, ...] = ("raw", "curated")
@@ -195,10 +182,10 @@ class ParquetLake:
     def _prices_dir(self, source: str, zone: Zone, interval: str) -> str:
         if zone not in ZONES:
             raise LakeError(f"Unknown lake zone {zone!r}.", hint=f"Use one of {ZONES}.")
-        return self._path(zone, _dataset(interval), f"source={source}")
+        return self._path(zone, dataset_name(interval), f"source={source}")
 
     def _history_dir(self, source: str, interval: str) -> str:
-        return self._path("raw", "history", _dataset(interval), f"source={source}")
+        return self._path("raw", "history", dataset_name(interval), f"source={source}")
 
     def write_bars(
         self,
@@ -249,7 +236,7 @@ class ParquetLake:
                 hint="Validate the bars (duplicates are an error) before writing them.",
             )
         directory = self._prices_dir(source, zone, interval)
-        stamp = _Stamp.new(ingest_id) if zone == "raw" else None
+        stamp = Stamp.new(ingest_id) if zone == "raw" else None
         schema = RAW_SCHEMA if stamp is not None else BAR_SCHEMA
         chunks = {int(year): chunk for year, chunk in bars.groupby(bars["date"].dt.year, sort=True)}
         replaced = set(replace)
@@ -259,7 +246,7 @@ class ParquetLake:
             path = f"{directory}/year={year}/{_PART}"
             chunk = chunks.get(year, bars.iloc[:0])
             existing = self._read_table(path).to_pandas() if self._exists(path) else None
-            merged = _merge_partition(existing, chunk, replaced, counts, stamp)
+            merged = merge_partition(existing, chunk, replaced, counts, stamp)
             if merged is None:
                 continue
             out, superseded = merged
@@ -285,7 +272,7 @@ class ParquetLake:
 
     def _append_history(self, superseded: pd.DataFrame, source: str, interval: str, year: int, ingest_id: str) -> None:
         """Add superseded raw versions to the write's history object of one year (merged if a retry wrote it)."""
-        path = f"{self._history_dir(source, interval)}/year={year}/{_safe_name(ingest_id)}.parquet"
+        path = f"{self._history_dir(source, interval)}/year={year}/{safe_name(ingest_id)}.parquet"
         if self._exists(path):
             earlier = self._read_table(path).to_pandas()
             superseded = pd.concat([earlier, superseded], ignore_index=True).drop_duplicates(
@@ -338,7 +325,7 @@ class ParquetLake:
                 f"The lake {self.uri} has no {zone} prices from source '{source}'.",
                 hint="Run `spe data ingest` (raw) and `spe data validate` (curated) first.",
             )
-        expr = _scan_filter(symbols, start, end)
+        expr = scan_filter(symbols, start, end)
         try:
             table = dataset.to_table(columns=list(BAR_COLUMNS), filter=expr)
         except OSError as exc:
@@ -376,7 +363,7 @@ class ParquetLake:
         EmptyDataError
             If the raw zone has nothing of the source, or no version matches the filters.
         """
-        expr = _scan_filter(symbols, start, end)
+        expr = scan_filter(symbols, start, end)
         columns = [*BAR_COLUMNS, *VERSION_COLUMNS]
         frames = []
         try:
@@ -411,7 +398,7 @@ class ParquetLake:
         ``rows`` are kept as given (bars plus the reason and the stored values they would have
         replaced). Returns the object's key.
         """
-        key = f"quarantine/{_dataset(interval)}/source={source}/{_safe_name(ingest_id)}.parquet"
+        key = f"quarantine/{dataset_name(interval)}/source={source}/{safe_name(ingest_id)}.parquet"
         self._write_table(self._path(key), pa.Table.from_pandas(rows.reset_index(drop=True), preserve_index=False))
         return key
 
@@ -489,7 +476,7 @@ class ParquetLake:
             self._path("features", key), filesystem=self.fs, format="parquet", partitioning=partitioning
         )
         cols = None if columns is None else ["date", "symbol", *[c for c in columns if c not in ("date", "symbol")]]
-        frame = dataset.to_table(columns=cols, filter=_scan_filter(symbols, start, end)).to_pandas()
+        frame = dataset.to_table(columns=cols, filter=scan_filter(symbols, start, end)).to_pandas()
         if "year" in frame.columns:
             frame = frame.drop(columns="year")
         return frame.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
@@ -514,112 +501,6 @@ class ParquetLake:
 
     def read_reference(self, name: str) -> pd.DataFrame:
         return self._read_table(self._path(f"reference/{name}.parquet")).to_pandas()
-
-
-@dataclass(frozen=True)
-class _Stamp:
-    """The version a raw write gives the bars it stores."""
-
-    ingest_id: str
-    at: pd.Timestamp
-
-    @classmethod
-    def new(cls, ingest_id: str | None) -> _Stamp:
-        now = pd.Timestamp.now(tz="UTC").floor("us")
-        return cls(ingest_id or f"write-{now:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}", now)
-
-
-def _dataset(interval: str) -> str:
-    return "prices" if interval == "1d" else f"prices_{interval}"
-
-
-def _safe_name(ingest_id: str) -> str:
-    """An ingest id as an object name (run ids are already safe: letters, digits, ``-`` and ``_``)."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", ingest_id)
-
-
-def _merge_partition(
-    existing: pd.DataFrame | None,
-    chunk: pd.DataFrame,
-    replaced: set[str],
-    counts: dict[str, int],
-    stamp: _Stamp | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-    """Merge new bars into one partition's rows; None when the partition would not change.
-
-    Rows of ``replaced`` symbols absent from ``chunk`` are deleted; ``counts`` is updated in place.
-    With a ``stamp`` (the raw zone), new and changed rows get its version columns and the earlier
-    versions of changed and deleted rows are returned as the second frame (``HISTORY_SCHEMA``);
-    without one it is empty.
-    """
-    versioned = stamp is not None
-    columns = [*BAR_COLUMNS, *VERSION_COLUMNS] if versioned else list(BAR_COLUMNS)
-    if existing is None:
-        counts["new"] += len(chunk)
-        if not len(chunk):
-            return None
-        out = chunk.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
-        if stamp is not None:
-            out = out.assign(ingest_id=stamp.ingest_id, ingested_at=stamp.at)
-        return out, out.iloc[:0]
-    if versioned:
-        for column in VERSION_COLUMNS:  # a partition written before versions were kept
-            if column not in existing.columns:
-                existing[column] = (
-                    None
-                    if column == "ingest_id"
-                    else pd.Series(pd.NaT, index=existing.index, dtype="datetime64[us, UTC]")
-                )
-    merged = existing.merge(chunk, on=["symbol", "date"], how="outer", suffixes=("_old", ""), indicator=True)
-    value_cols = [c for c in BAR_COLUMNS if c not in ("symbol", "date")]
-    same = pd.Series(True, index=merged.index)
-    for col in value_cols:
-        a, b = merged[col], merged[f"{col}_old"]
-        same &= (a == b) | (a.isna() & b.isna())
-    is_new, both, old_only = (merged["_merge"] == k for k in ("right_only", "both", "left_only"))
-    changed = both & ~same
-    dropped = old_only & merged["symbol"].astype(str).isin(replaced)
-    counts["new"] += int(is_new.sum())
-    counts["updated"] += int(changed.sum())
-    counts["unchanged"] += int((both & same).sum())
-    counts["deleted"] += int(dropped.sum())
-    if not (is_new.any() or changed.any() or dropped.any()):
-        return None
-    superseded = pd.DataFrame()
-    if stamp is not None:
-        gone = changed | dropped
-        superseded = merged.loc[gone, ["date", "symbol", *(f"{c}_old" for c in value_cols), *VERSION_COLUMNS]]
-        superseded = superseded.rename(columns={f"{c}_old": c for c in value_cols})[columns]
-        superseded = superseded.assign(superseded_by=stamp.ingest_id, superseded_at=stamp.at).reset_index(drop=True)
-        fresh = is_new | changed
-        merged["ingest_id"] = merged["ingest_id"].astype(object).where(~fresh, stamp.ingest_id)
-        merged["ingested_at"] = merged["ingested_at"].where(~fresh, stamp.at)
-    keep = old_only & ~dropped
-    for col in value_cols:
-        merged[col] = merged[col].where(~keep, merged[f"{col}_old"])
-    out = merged.loc[~dropped, columns]
-    return out.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True), superseded
-
-
-def _scan_filter(
-    symbols: Sequence[str] | None, start: date | pd.Timestamp | None, end: date | pd.Timestamp | None
-) -> pc.Expression | None:
-    """A scan filter on symbol and date; the ``year`` terms let pyarrow skip whole partitions."""
-    terms = []
-    if symbols is not None:
-        terms.append(pc.field("symbol").isin(list(symbols)))
-    if start is not None:
-        ts = pd.Timestamp(start)
-        terms += [pc.field("year") >= ts.year, pc.field("date") >= pa.scalar(ts.to_pydatetime(), pa.timestamp("ns"))]
-    if end is not None:
-        # ``end`` is a day: every bar of that day is in, intraday ones included.
-        te = pd.Timestamp(end).normalize()
-        after = (te + pd.Timedelta(days=1)).to_pydatetime()
-        terms += [pc.field("year") <= te.year, pc.field("date") < pa.scalar(after, pa.timestamp("ns"))]
-    expr = None
-    for term in terms:
-        expr = term if expr is None else expr & term
-    return expr
 
 
 def _reach_hint(uri: str) -> str:

@@ -270,7 +270,7 @@ def test_a_range_read_prunes_year_partitions(tmp_path: Path) -> None:
     lake.write_bars(_bars(["AAA"], "2010-01-01", 2600), "test", zone="raw")
     dataset = ds.dataset(str(tmp_path / "lake/raw/prices/source=test"), partitioning="hive", format="parquet")
     # Then the lake's scan filter for a one-year range touches one fragment of the ten
-    from portfolio_engine.adapters.lake import _scan_filter
+    from portfolio_engine.adapters.lake_partitions import scan_filter as _scan_filter
 
     fragments = list(dataset.get_fragments(filter=_scan_filter(None, "2015-02-01", "2015-03-01")))
     assert len(list(dataset.get_fragments())) >= 10 and len(fragments) == 1
