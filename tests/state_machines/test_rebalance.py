@@ -286,3 +286,27 @@ def test_a_limit_close_to_its_threshold_is_a_warning_alert_without_a_hedge(data_
     out = result.output
     assert not out["limits"]["any_breach"] and out["limits"]["worst_severity"] == "warning"
     assert out["alerts"]["sent"] == 1 and out["hedge"] is None
+
+
+def test_the_same_machine_commits_to_dynamodb_on_motos_server(
+    data_dir: Path, aws_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the store of record on DynamoDB (moto's server over HTTP, reached through AWS_ENDPOINT_URL only)
+    from portfolio_engine.adapters.store.dynamodb import DynamoStore
+
+    table = f"spe-store-{abs(hash(str(data_dir))) % 10**8}"
+    DynamoStore(table, endpoint_url=aws_env).create_table()
+    monkeypatch.setenv("SPE_STORE_URI", f"dynamodb://{table}")
+    # WHEN the rebalance machine runs
+    result, _ = _run({"symbols": SMALL, "start": "2012-01-01"}, "run-dynamo")
+    # THEN the run, the portfolio, its holdings and the champion are in the table, and no SQLite file was made
+    assert result.succeeded, result.cause
+    store = DynamoStore(table, endpoint_url=aws_env)
+    run = store.view("run", "run-dynamo")
+    assert run is not None and run["status"] == "SUCCEEDED" and run["steps"]
+    portfolio = store.view("portfolio", "default")
+    assert portfolio is not None and portfolio["holdings"]["run_id"] == "run-dynamo"
+    assert store.view("champion", "regime/market")["champion"] == result.output["regime"]["model_version"]  # type: ignore[index]
+    types = [e.type for e in store.events("portfolio/default") if e.run_id == "run-dynamo"]
+    assert types[:2] == ["RunStarted", "TargetProposed"] and types[-1] == "RunCommitted"
+    assert not (data_dir / "store.db").exists()
