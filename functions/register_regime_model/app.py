@@ -1,4 +1,7 @@
-"""RegisterRegimeModel: store the model a SageMaker training job wrote and promote it if it is not worse."""
+"""RegisterRegimeModel: store the model a SageMaker training job wrote and decide whether it beats the champion.
+
+The decision is a proposal: the machine's CommitRun records it and promotes the model (conditionally).
+"""
 
 from __future__ import annotations
 
@@ -30,6 +33,6 @@ metrics = Metrics(namespace="StochasticPortfolioEngine", service="spe-register-r
 @event_parser(model=RegisterRegimeModelInput)
 def lambda_handler(event: RegisterRegimeModelInput, context: LambdaContext) -> dict[str, Any]:
     output = register_regime_model(event, lake=LAKE, registry=REGISTRY)
-    metrics.add_metric(name="RegimeModelPromoted", unit=MetricUnit.Count, value=int(output.promoted))
+    metrics.add_metric(name="RegimeModelProposed", unit=MetricUnit.Count, value=int(output.promoted))
     logger.info("regime model", extra={"version": output.version, "promoted": output.promoted, "reason": output.reason})
     return output.model_dump(mode="json")

@@ -8,7 +8,9 @@ exception's class name as ``errorType``, so ``Retry``/``Catch`` match on error n
 
 ``aws-sdk:sagemaker:createTrainingJob`` / ``describeTrainingJob`` tasks go through the same session
 (moto calls ``boto3.client("sagemaker")``), so ``before-call.sagemaker.*`` hooks answer them with
-:class:`LocalSageMaker`, which runs the job's training module on this machine.
+:class:`LocalSageMaker`, which runs the job's training module on this machine. A machine that starts
+machines (``rebalance_all``: a Distributed Map of ``startExecution.sync:2`` tasks) is rendered for moto by
+:mod:`portfolio_engine.local.nested` and its children run here to their end.
 """
 
 from __future__ import annotations
