@@ -15,14 +15,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig, idempotent
+from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from portfolio_engine.adapters.factory import build_lake
+from portfolio_engine.adapters.idempotency import idempotency_persistence
 from portfolio_engine.adapters.sources import build_source, default_universe, reference_tables
 from portfolio_engine.contracts import IngestInput
 from portfolio_engine.pipeline.ingest import ingest_prices
@@ -41,15 +41,7 @@ IDEMPOTENCY = IdempotencyConfig(
     raise_on_no_idempotency_key=True,
     expires_after_seconds=7 * 24 * 3600,
 )
-PERSISTENCE = (
-    DynamoDBPersistenceLayer(
-        table_name=SETTINGS.idempotency_table,
-        key_attr="id",
-        boto3_client=boto3.client("dynamodb", endpoint_url=SETTINGS.aws_endpoint_url, region_name=SETTINGS.aws_region),
-    )
-    if SETTINGS.idempotency_table
-    else None
-)
+PERSISTENCE = idempotency_persistence(SETTINGS)
 if PERSISTENCE is None:
     logger.warning("SPE_IDEMPOTENCY_TABLE is not set: every delivery of an event ingests, duplicates included")
 

@@ -23,14 +23,14 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Tracer
-from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig, idempotent_function
+from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.parser.models import SnsModel, SnsNotificationModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from portfolio_engine.adapters.alert_channels import SlackNotifier, alert_from_sns_message, slack_webhook_url
+from portfolio_engine.adapters.idempotency import idempotency_persistence
 from portfolio_engine.exceptions import NotificationError
 from portfolio_engine.settings import Settings
 
@@ -42,15 +42,7 @@ tracer = Tracer(service="spe-notify-slack")
 IDEMPOTENCY = IdempotencyConfig(
     event_key_jmespath="MessageId", raise_on_no_idempotency_key=True, expires_after_seconds=24 * 3600
 )
-PERSISTENCE = (
-    DynamoDBPersistenceLayer(
-        table_name=SETTINGS.idempotency_table,
-        key_attr="id",
-        boto3_client=boto3.client("dynamodb", endpoint_url=SETTINGS.aws_endpoint_url, region_name=SETTINGS.aws_region),
-    )
-    if SETTINGS.idempotency_table
-    else None
-)
+PERSISTENCE = idempotency_persistence(SETTINGS)
 if PERSISTENCE is None:
     logger.warning("SPE_IDEMPOTENCY_TABLE is not set: every SNS delivery is posted to Slack, duplicates included")
 

@@ -1157,7 +1157,7 @@ def test_notify_slack_zip_holds_its_handler_and_exactly_the_library_modules_it_i
         f"portfolio_engine/{m}.py"
         for m in (
             "__init__", "_lazy", "settings", "exceptions", "risk/__init__", "risk/alerts", "risk/limits",
-            "adapters/__init__", "adapters/alert_channels",
+            "adapters/__init__", "adapters/alert_channels", "adapters/idempotency",
         )
     }  # fmt: skip
     staged = stage_function_code("notify_slack")
