@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-import pandas as pd
+if TYPE_CHECKING:  # names in annotations only: the API and the Slack notifier import this module without pandas
+    import pandas as pd
 
 Zone = Literal["raw", "curated"]
 
@@ -185,7 +186,7 @@ class Lake(Protocol):
     def key_uri(self, key: str) -> str: ...
 
 
-ReferenceLoaders = dict[str, Callable[[], pd.DataFrame]]
+ReferenceLoaders = dict[str, Callable[[], "pd.DataFrame"]]
 
 if TYPE_CHECKING:
     from portfolio_engine.records.views import ChampionView

@@ -1,9 +1,10 @@
 """The event log of the system of record: what happened to a portfolio or a model, in order, never rewritten.
 
-Each portfolio (``portfolio/<name>``), each model (``model/<kind>/<name>``) and each backtested spec
-(``backtest/<name>``) has its own stream. An event's ``version`` is its position in the stream (1, 2, ...);
-an append names the version it expects the stream to be at, so a writer that read stale state gets a
-``ConcurrencyError`` instead of overwriting what another writer recorded (optimistic concurrency).
+Each portfolio (``portfolio/<name>``), each model (``model/<kind>/<name>``), each backtested spec
+(``backtest/<name>``) and each API key (``apikey/<id>``) has its own stream. An event's ``version`` is its
+position in the stream (1, 2, ...); an append names the version it expects the stream to be at, so a writer
+that read stale state gets a ``ConcurrencyError`` instead of overwriting what another writer recorded
+(optimistic concurrency).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ __all__ = [
     "Event",
     "EventType",
     "NewEvent",
+    "apikey_stream",
     "backtest_stream",
     "check_name",
     "check_stream",
@@ -45,13 +47,16 @@ EventType = Literal[
     "ChampionPinned",
     "ChampionUnpinned",
     "ChampionRolledBack",
+    # machine clients of the HTTP API
+    "ApiKeyCreated",
+    "ApiKeyRevoked",
 ]
 #: Every event type the log accepts.
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _STREAM = re.compile(
-    r"^(portfolio|backtest)/[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$|^model/[a-z]+/[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+    r"^(portfolio|backtest|apikey)/[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$|^model/[a-z]+/[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 )
 
 
@@ -83,6 +88,11 @@ def portfolio_stream(name: str) -> str:
 def model_stream(kind: str, name: str) -> str:
     """The stream of model ``name`` of ``kind`` (``regime``)."""
     return check_stream(f"model/{kind}/{check_name(name, 'model')}")
+
+
+def apikey_stream(key_id: str) -> str:
+    """The stream of one API key (created, revoked)."""
+    return f"apikey/{check_name(key_id, 'API key')}"
 
 
 def backtest_stream(name: str) -> str:

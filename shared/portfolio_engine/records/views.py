@@ -6,7 +6,9 @@ A store appends events and, in the same transaction, writes the views :func:`pro
   reset), the latest committed result, the last run;
 * ``run/<run id>``: one run of any state machine, from ``RunStarted`` to ``RunCommitted`` or ``RunFailed``;
 * ``champion/<kind>/<name>``: a model's champion, whether it is pinned, and the champions before it;
-* ``idempotency/<key>``: the run a client's idempotency key started.
+* ``idempotency/<key>``: the run a client's idempotency key started;
+* ``alert/<run id>:<version>``: one alert a run sent (or suppressed), listed by portfolio and time;
+* ``apikey/<id>``: an API key's name, role and digest (never the key), and whether it is revoked.
 
 Every view is owned by one stream (an idempotency key by the stream of the run it names), so the stream's
 version condition serialises its writers; ``create_only`` writes (a run id, an idempotency key) are also
@@ -41,7 +43,7 @@ __all__ = [
     "view_keys",
 ]
 
-ViewKind = Literal["portfolio", "run", "champion", "idempotency"]
+ViewKind = Literal["portfolio", "run", "champion", "idempotency", "alert", "apikey"]
 ViewKey = tuple[str, str]
 RunStatus = Literal["RUNNING", "SUCCEEDED", "FAILED"]
 
@@ -212,6 +214,10 @@ def _listing(key: ViewKey, document: dict[str, Any]) -> tuple[str | None, str | 
     kind, name = key
     if kind == "run":
         return document["stream"], run_sort_key(datetime.fromisoformat(document["started_at"]), name)
+    if kind == "alert":
+        return document["stream"], f"{document['at']}|{name}"
+    if kind == "apikey":
+        return None, f"{document['created_at']}|{name}"
     if kind in ("portfolio", "champion"):
         return None, name
     return None, None
@@ -225,7 +231,11 @@ def _apply(stream: str, event: Event, state: Mapping[ViewKey, dict[str, Any] | N
     changes: list[Change] = []
     if event.run_id is not None:
         changes += _apply_run(stream, event, state)
-    if kind == "portfolio":
+    if event.type == "AlertSent" and event.run_id is not None:
+        changes.append(_alert(stream, event))
+    if kind == "apikey":
+        changes += _apply_apikey(stream, event, state)
+    elif kind == "portfolio":
         changes += _apply_portfolio(stream, event, state)
     elif kind == "model":
         changes += _apply_champion(stream, event, state)
@@ -391,3 +401,40 @@ def _apply_champion(stream: str, event: Event, state: Mapping[ViewKey, dict[str,
                             "RunFailed"):  # fmt: skip
         raise _fail(event, "it is not a model event")
     return [(key, _dump(view.model_copy(update=update)), raw is None)]
+
+
+def _alert(stream: str, event: Event) -> Change:
+    """An alert's own read model, listed by portfolio and time (the run's view lists it too)."""
+    key: ViewKey = ("alert", f"{event.run_id}:{event.version}")
+    document = {
+        "id": key[1],
+        "stream": stream,
+        "subject": stream.split("/", 1)[1],
+        "run_id": event.run_id,
+        "at": event.recorded_at.isoformat(),
+        **{k: event.data.get(k) for k in ("limit", "severity", "status", "value", "threshold", "message")},
+    }
+    return key, document, True
+
+
+def _apply_apikey(stream: str, event: Event, state: Mapping[ViewKey, dict[str, Any] | None]) -> list[Change]:
+    key: ViewKey = ("apikey", stream.partition("/")[2])
+    raw = state.get(key)
+    if event.type == "ApiKeyCreated":
+        if raw is not None:
+            raise _fail(event, "the key already exists")
+        document = {
+            "id": key[1],
+            "name": event.data["name"],
+            "role": event.data["role"],
+            "digest": event.data["digest"],
+            "created_by": event.data.get("created_by"),
+            "created_at": event.recorded_at.isoformat(),
+            "revoked_at": None,
+        }
+        return [(key, document, True)]
+    if raw is None or event.type != "ApiKeyRevoked":
+        raise _fail(event, "it is not an event of an existing API key")
+    if raw.get("revoked_at"):
+        raise _fail(event, "the key is already revoked")
+    return [(key, {**raw, "revoked_at": event.recorded_at.isoformat(), "revoked_by": event.data.get("by")}, False)]

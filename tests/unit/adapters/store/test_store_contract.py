@@ -315,3 +315,36 @@ def test_appends_to_several_streams_are_one_transaction(store: Store) -> None:
     assert [[e.version for e in events] for events in written] == [[3], [2]]
     assert store.view("run", "run-1")["status"] == "SUCCEEDED"  # type: ignore[index]
     assert store.view("champion", "regime/market")["champion"] == "v2"  # type: ignore[index]
+
+
+def test_each_alert_a_run_sent_is_listed_by_portfolio_newest_first(store: Store) -> None:
+    def alert(limit: str, severity: str) -> NewEvent:
+        data = {"limit": limit, "severity": severity, "status": "sent", "value": 0.3, "threshold": 0.25}
+        return NewEvent(type="AlertSent", run_id="run-1", data=data)
+
+    store.append(CORE, [created(), started("run-1")], expected_version=0)
+    store.append(CORE, [alert("max_volatility", "breach"), alert("max_weight", "warning")], expected_version=2)
+    listed = store.views("alert", owner=CORE, descending=True).items
+    assert [(a["limit"], a["severity"], a["run_id"], a["subject"]) for a in listed] == [
+        ("max_weight", "warning", "run-1", "core"),
+        ("max_volatility", "breach", "run-1", "core"),
+    ]
+    assert [a["limit"] for a in store.views("alert").items] == ["max_volatility", "max_weight"]
+    assert len(store.view("run", "run-1")["alerts"]) == 2  # type: ignore[index]
+
+
+def test_an_api_key_is_created_once_and_revoked_once(store: Store) -> None:
+    from portfolio_engine.records.events import apikey_stream
+
+    stream = apikey_stream("k1")
+    created_key = NewEvent(type="ApiKeyCreated", data={"name": "ci", "role": "viewer", "digest": "ab" * 32})
+    store.append(stream, [created_key], expected_version=0)
+    key = store.view("apikey", "k1")
+    assert key is not None and key["role"] == "viewer" and key["revoked_at"] is None
+    with pytest.raises(InvalidTransitionError):
+        store.append(stream, [created_key], expected_version=1)
+    store.append(stream, [NewEvent(type="ApiKeyRevoked", data={"by": "admin"})], expected_version=1)
+    assert store.view("apikey", "k1")["revoked_at"] is not None  # type: ignore[index]
+    with pytest.raises(InvalidTransitionError):
+        store.append(stream, [NewEvent(type="ApiKeyRevoked")], expected_version=2)
+    assert [k["id"] for k in store.views("apikey").items] == ["k1"]
