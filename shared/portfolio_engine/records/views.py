@@ -153,6 +153,8 @@ def _owner_key(stream: str) -> ViewKey | None:
         return ("portfolio", rest)
     if kind == "model":
         return ("champion", rest)
+    if kind == "apikey":
+        return ("apikey", rest)
     return None
 
 
