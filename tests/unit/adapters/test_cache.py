@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from portfolio_engine.adapters.market_data.cache import REDIS_KEY_PREFIX, MemoryCache, RedisCache, cache_from_url
+from portfolio_engine.adapters.cache import REDIS_KEY_PREFIX, MemoryCache, RedisCache, cache_from_url
 from portfolio_engine.exceptions import ConfigurationError
 from portfolio_engine.ports import ResponseCache
 

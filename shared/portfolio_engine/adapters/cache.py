@@ -1,4 +1,4 @@
-"""Response caches for the network sources: in-process (``MemoryCache``) and Redis (``RedisCache``).
+"""Byte caches: in-process (``MemoryCache``) and Redis (``RedisCache``), for the network sources and the API.
 
 Both implement ``portfolio_engine.ports.ResponseCache``: bytes in, bytes out, with a time to live per
 entry. A cache is an optimisation, never a dependency: neither adapter raises on ``get`` or ``set``;
