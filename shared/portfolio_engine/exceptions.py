@@ -239,6 +239,12 @@ class InvalidTransitionError(StoreError):
     """An event cannot follow the stream's current state (a run committed twice, a spec change to no portfolio)."""
 
 
+class InvalidCursorError(StoreError):
+    """A page cursor the store did not make (edited, truncated, or from another listing)."""
+
+    default_hint = "Pass back the cursor of the previous page unchanged, or omit it for the first page."
+
+
 class RecordNotFoundError(StoreError):
     """No portfolio, run or model by that name in the store."""
 

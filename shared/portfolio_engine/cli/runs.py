@@ -25,6 +25,7 @@ def list_runs(
     """Runs newest first: machine, subject, trigger, status, duration, error."""
     setup(data_dir)
     from portfolio_engine.exceptions import ConfigurationError
+    from portfolio_engine.pipeline.listing import filtered_page
     from portfolio_engine.records.events import portfolio_stream
 
     with errors_to_exit(as_json):
@@ -32,16 +33,17 @@ def list_runs(
             raise ConfigurationError(f"Unknown status {status!r}.", hint="Use RUNNING, SUCCEEDED or FAILED.")
         store = open_store()
         owner = portfolio_stream(portfolio) if portfolio else None
-        items: list[dict[str, Any]] = []
-        next_cursor = cursor
         # A status filter reads on until a page is full (the store lists by time, not by status).
-        while len(items) < limit:
-            page = store.views("run", owner=owner, limit=limit, cursor=next_cursor, descending=True)
-            items += [r for r in page.items if status is None or r["status"] == status.upper()]
-            next_cursor = page.cursor
-            if next_cursor is None:
-                break
-        items = items[:limit]
+        page = filtered_page(
+            store,
+            "run",
+            owner=owner,
+            limit=limit,
+            cursor=cursor,
+            keep=lambda r: status is None or r["status"] == status.upper(),
+        )
+        items: list[dict[str, Any]] = page.items
+        next_cursor = page.cursor
     if as_json:
         emit({"runs": items, "cursor": next_cursor}, True)
         return

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from portfolio_engine.exceptions import StoreError
+from portfolio_engine.exceptions import InvalidCursorError, StoreError
 from portfolio_engine.ports import StreamAppend
 from portfolio_engine.records.events import Event, check_stream
 from portfolio_engine.records.views import ViewKey, ViewWrite, project, view_keys
@@ -92,20 +92,20 @@ def encode_cursor(position: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(position, sort_keys=True).encode()).decode()
 
 
-def decode_cursor(cursor: str) -> dict[str, Any]:
-    """The position a cursor encodes.
+def decode_cursor(cursor: str, required: Collection[str] = ()) -> dict[str, Any]:
+    """The position a cursor encodes, with the ``required`` fields.
 
     Raises
     ------
-    StoreError
-        If the cursor was not made by :func:`encode_cursor` (a client edited or truncated it).
+    InvalidCursorError
+        If the cursor was not made by :func:`encode_cursor` (a client edited or truncated it) or lacks a field.
     """
     try:
         position = json.loads(base64.urlsafe_b64decode(cursor.encode()))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise StoreError(f"Invalid cursor {cursor[:40]!r}.", hint="Pass back the cursor of the previous page.") from exc
-    if not isinstance(position, dict):
-        raise StoreError(f"Invalid cursor {cursor[:40]!r}.", hint="Pass back the cursor of the previous page.")
+        raise InvalidCursorError(f"Invalid cursor {cursor[:40]!r}.") from exc
+    if not isinstance(position, dict) or any(field not in position for field in required):
+        raise InvalidCursorError(f"Invalid cursor {cursor[:40]!r}.")
     return position
 
 

@@ -41,7 +41,7 @@ from portfolio_engine.adapters.store._common import (
     prepare_appends,
     utcnow,
 )
-from portfolio_engine.exceptions import ConcurrencyError, DuplicateError, StoreError
+from portfolio_engine.exceptions import ConcurrencyError, DuplicateError, InvalidCursorError, StoreError
 from portfolio_engine.ports import Page, StreamAppend
 from portfolio_engine.records.events import Event, NewEvent
 from portfolio_engine.records.views import ViewKey
@@ -249,7 +249,10 @@ class DynamoStore:
             raise StoreError(f"limit must be >= 1; got {limit}.")
         index = self.item.by_kind if owner is None else self.item.by_owner
         hash_key = kind if owner is None else f"{kind}#{owner}"
-        start = decode_cursor(cursor) if cursor is not None else None
+        index_key = "g_kind" if owner is None else "g_owner"
+        start = decode_cursor(cursor, ("pk", "sk", "g_sort", index_key)) if cursor is not None else None
+        if start is not None and start[index_key] != {"S": hash_key}:  # a cursor of another listing
+            raise InvalidCursorError(f"The cursor {str(cursor)[:40]!r} belongs to another listing.")
         try:
             rows = list(
                 index.query(hash_key, scan_index_forward=not descending, limit=limit + 1, last_evaluated_key=start)
@@ -262,7 +265,7 @@ class DynamoStore:
         if more:
             last = rows[-1]
             position = {"pk": {"S": last.pk}, "sk": {"S": last.sk}, "g_sort": {"S": last.g_sort}}
-            position["g_kind" if owner is None else "g_owner"] = {"S": hash_key}
+            position[index_key] = {"S": hash_key}
             next_cursor = encode_cursor(position)
         return Page([dict(json.loads(r.data)) for r in rows], next_cursor)
 

@@ -196,7 +196,7 @@ class SqliteStore:
             where.append("owner = ?")
             params.append(owner)
         if cursor is not None:
-            position = decode_cursor(cursor)
+            position = decode_cursor(cursor, ("sort", "key"))
             where.append(f"(COALESCE(sort, ''), key) {'<' if descending else '>'} (?, ?)")
             params += [str(position.get("sort", "")), str(position.get("key", ""))]
         order = "DESC" if descending else "ASC"
