@@ -353,3 +353,33 @@ class Store(Protocol):
     def release(self, key: str, *, sent_at: datetime) -> None:
         """Forget an alert claim whose delivery failed (see :class:`AlertStateStore`)."""
         ...
+
+
+LaunchStatus = Literal["QUEUED", "RUNNING", "SUCCEEDED", "FAILED"]
+
+
+class RunLauncher(Protocol):
+    """Starts state machine executions for the API (long work is never done inside a request).
+
+    Adapters: ``adapters.launchers.StepFunctionsLauncher`` (AWS) and ``LocalLauncher`` (a child process per run,
+    one at a time, executing the same definitions with the local runner).
+    """
+
+    def start(self, machine: str, run_id: str, request: dict[str, Any]) -> None:
+        """Start ``machine`` with ``request`` as the execution named ``run_id``; the same call again is a no-op.
+
+        Raises
+        ------
+        DuplicateError
+            An execution of that name exists with another input.
+        ConfigurationError
+            The machine is not deployed (no ARN configured).
+        """
+        ...
+
+    def status(self, machine: str, run_id: str) -> tuple[LaunchStatus, str | None] | None:
+        """The execution's status and failure cause as the launcher knows it, or None if it never started it.
+
+        For the moment before a run's first task records it in the store (and a launch that failed before).
+        """
+        ...

@@ -91,6 +91,29 @@ class Settings(BaseSettings):
         "unset: those functions act on every delivery.",
     )
 
+    # The HTTP API: bearer tokens verified against a JWKS (a file or an https URL), API keys in the store.
+    api_jwks: str | None = Field(
+        default=None,
+        description="JWKS of the token issuer: a file path or URL. "
+        "Default: <data_dir>/api/jwks.json (`spe api` makes it).",
+    )
+    api_issuer: str = Field(default="spe-local", description="The tokens' required `iss`.")
+    api_audience: str = Field(default="spe-api", description="The tokens' required `aud`.")
+    api_role_claims: list[str] = Field(
+        default_factory=lambda: ["roles", "cognito:groups"], description="Claims holding the caller's roles."
+    )
+    api_max_body_bytes: int = Field(default=256 * 1024, ge=1024, description="Largest request body accepted.")
+    api_rate_per_minute: int = Field(default=600, ge=1, description="Requests per minute per caller (token or key).")
+    api_what_if_max_assets: int = Field(
+        default=200, ge=1, description="Largest universe POST /what-if optimizes synchronously (else 413)."
+    )
+    api_what_if_max_history_days: int = Field(
+        default=2520, ge=2, description="Longest history (trading days) POST /what-if optimizes on (else 413)."
+    )
+    state_machine_arns: dict[str, str] = Field(
+        default_factory=dict, description="On AWS: machine name -> ARN, for the runs the API starts (JSON)."
+    )
+
     @field_validator("validation_calendar", mode="before")
     @classmethod
     def _no_calendar(cls, value: object) -> object:
@@ -99,6 +122,10 @@ class Settings(BaseSettings):
     def resolved_store_uri(self) -> str:
         """The store of record, defaulting to the SQLite file ``<data_dir>/store.db`` (absolute)."""
         return self.store_uri or f"sqlite:///{(self.data_dir / 'store.db').resolve()}"
+
+    def resolved_api_jwks(self) -> str:
+        """Where the API's token keys are: the setting, or the development issuer's under the data directory."""
+        return self.api_jwks or str((self.data_dir / "api" / "jwks.json").resolve())
 
     def resolved_lake_uri(self) -> str:
         """The lake root, defaulting to ``<data_dir>/lake`` as an absolute path."""

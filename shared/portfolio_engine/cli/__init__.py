@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from portfolio_engine.cli import backtest, optimize, risk_monitor, run, runs, schedule
+from portfolio_engine.cli import api, backtest, optimize, risk_monitor, run, runs, schedule
 from portfolio_engine.cli.data import data_app
 from portfolio_engine.cli.portfolio import portfolio_app
 from portfolio_engine.cli.regime import regime_app
@@ -21,6 +21,7 @@ optimize.register(app)
 backtest.register(app)
 schedule.register(app)
 runs.register(app)
+api.register(app)
 app.add_typer(data_app, name="data")
 app.add_typer(regime_app, name="regime")
 risk_monitor.register(risk_app)
