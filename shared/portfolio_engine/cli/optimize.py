@@ -24,15 +24,14 @@ from portfolio_engine.cli._common import (
     handler_output_to_stderr,
     open_lake,
     out,
-    parse_request,
     progress_bar,
     setup,
 )
 
 if TYPE_CHECKING:
-    from portfolio_engine.contracts import DetectRegimeOutput, OptimizeInput, OptimizeOutput
     from portfolio_engine.optimization import Moments, PortfolioSpec
-    from portfolio_engine.ports import Lake, ModelRegistry, Store
+    from portfolio_engine.pipeline.what_if import ChosenSpec
+    from portfolio_engine.ports import Lake, Store
 
 SpecOpt = Annotated[
     Optional[Path],
@@ -88,9 +87,9 @@ def optimize(
     setup(data_dir)
     from portfolio_engine.adapters.model_registry import StoreModelRegistry
     from portfolio_engine.cli.portfolio import open_store
-    from portfolio_engine.exceptions import ConfigurationError, EmptyDataError
-    from portfolio_engine.pipeline.optimize import optimize_portfolio
-    from portfolio_engine.pipeline.portfolios import read_book, save_portfolio, validate_for_save
+    from portfolio_engine.exceptions import ConfigurationError
+    from portfolio_engine.pipeline.portfolios import save_portfolio, validate_for_save
+    from portfolio_engine.pipeline.what_if import check_method, curated_symbols, what_if
 
     with errors_to_exit(as_json):
         if frontier is not None and frontier.suffix.lower() not in (".png", ".html"):
@@ -98,59 +97,30 @@ def optimize(
                 f"Cannot write a frontier chart as {frontier.suffix or 'no suffix'} ({frontier}).",
                 hint="Use a .png or .html path.",
             )
-        _check_method(method)
+        check_method(method)
         run_id = f"optimize-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
         lake, store = open_lake(), open_store()
         registry = StoreModelRegistry(lake, store)
-        symbols = [c.symbol for c in lake.inventory(source, zone="curated")]
-        if not symbols:
-            raise EmptyDataError(
-                f"The lake {lake.uri} holds no curated prices from '{source}'.",
-                hint="Run `spe run` first (it ingests, validates and stores them), or pick another --source.",
-            )
-        chosen, origin, inline = portfolio_spec(store, spec, portfolio, method)
-        # A method override of the stored or bundled spec stays that spec (adapted to the lake as a run would).
-        override = method if not inline else None
+        symbols = curated_symbols(lake, source)
+        chosen = portfolio_spec(store, spec, portfolio, method)
         if save:  # validated before any work: a spec a run would trip on is refused now
-            validate_for_save(chosen, lake=lake, registry=registry, source=source)
-        book = read_book(store, chosen.name)
-        detected: DetectRegimeOutput | None = None
-        feature_key: str | None = None
+            validate_for_save(chosen.spec, lake=lake, registry=registry, source=source)
         with progress_bar() as progress, handler_output_to_stderr():
-            progress.add_task(f"optimizing {chosen.name} ({chosen.method})", total=None)
-            if regime and chosen.regime_aware:
-                detected, feature_key = current_regime(lake, registry, run_id, chosen.name, source)
-            task = optimize_input(
-                lake, chosen, inline, run_id=run_id, source=source, symbols=symbols, detected=detected,
-                feature_key=feature_key, method=override,
+            progress.add_task(f"optimizing {chosen.spec.name} ({chosen.spec.method})", total=None)
+            document = what_if(
+                chosen, store=store, lake=lake, registry=registry, run_id=run_id, source=source, symbols=symbols,
+                regime=regime,
             )  # fmt: skip
-            output = optimize_portfolio(task, lake=lake, registry=registry, book=book)
-        document: dict[str, Any] = output.model_dump(mode="json")
-        document |= {
-            "spec_source": origin,
-            "spec_method": chosen.method,
-            "feature_key": feature_key,
-            "regime_model": regime_summary(detected, regime and chosen.regime_aware),
-            "saved_spec": None,
-            "frontier": None,
-        }
+        document |= {"saved_spec": None, "frontier": None}
         if save:  # and saved only once it has optimized on the lake's data
-            saved, changed = save_portfolio(store, chosen, lake=lake, registry=registry, source=source)
+            saved, changed = save_portfolio(store, chosen.spec, lake=lake, registry=registry, source=source)
             document["saved_spec"] = {"portfolio": saved.name, "spec_version": saved.spec_version, "changed": changed}
         if frontier is not None:
-            document["frontier"] = _write_frontier(lake, task, output, frontier)
+            document["frontier"] = _write_frontier(lake, source, document, frontier)
     if as_json:
         emit(document, True)
     else:
         _print(document)
-
-
-def _check_method(method: str | None) -> None:
-    from portfolio_engine.exceptions import SpecificationError
-    from portfolio_engine.optimization import METHODS
-
-    if method is not None and method not in METHODS:
-        raise SpecificationError(f"Unknown method {method!r}.", hint=f"Choose one of {', '.join(METHODS)}.")
 
 
 def read_spec_file(path: Path) -> PortfolioSpec:
@@ -178,134 +148,21 @@ def read_spec_file(path: Path) -> PortfolioSpec:
     return PortfolioSpec.from_json(text) if path.suffix.lower() == ".json" else PortfolioSpec.from_yaml(text)
 
 
-def portfolio_spec(
-    store: Store, path: Path | None, portfolio: str | None, method: str | None
-) -> tuple[PortfolioSpec, str, bool]:
-    """The spec to optimize (file, else stored, else bundled) with the overrides, its origin, whether it is inline.
-
-    Raises
-    ------
-    SpecificationError
-        A portfolio that is neither stored nor bundled, or an invalid spec.
-    """
-    from portfolio_engine.exceptions import SpecificationError
-    from portfolio_engine.optimization import PortfolioSpec
-    from portfolio_engine.pipeline.optimize import bundled_spec
-    from portfolio_engine.pipeline.portfolios import read_book
-
-    if path is not None:
-        base, origin = read_spec_file(path), str(path)
-        name = portfolio or base.name
-    else:
-        name = portfolio or "default"
-        stored = read_book(store, name)
-        if stored.spec is not None:
-            base, origin = PortfolioSpec.from_dict(stored.spec), f"store (spec v{stored.spec_version})"
-        else:
-            found = bundled_spec(name)
-            if found is None:
-                raise SpecificationError(
-                    f"No portfolio {name!r} in the store and no bundled spec of that name.",
-                    hint="Give a spec file (--spec core.yaml); --save stores it as a portfolio.",
-                )
-            base, origin = found, "bundled"
-    data = base.to_dict() | {"name": name}
-    if method is not None:
-        data["method"] = method
-    return PortfolioSpec.from_dict(data), origin, path is not None
-
-
-def optimize_input(
-    lake: Lake,
-    chosen: PortfolioSpec,
-    inline: bool,
-    *,
-    run_id: str,
-    source: str,
-    symbols: list[str],
-    detected: DetectRegimeOutput | None,
-    feature_key: str | None,
-    method: str | None = None,
-) -> OptimizeInput:
-    """The Optimize task for ``chosen`` (from :func:`portfolio_spec`) on the lake's curated ``symbols``.
-
-    Shared with ``spe risk report``, which runs the same use case before measuring the weights.
+def portfolio_spec(store: Store, path: Path | None, portfolio: str | None, method: str | None) -> ChosenSpec:
+    """The spec to optimize (``path``, else stored, else bundled) with the overrides (``pipeline.what_if``).
 
     Raises
     ------
     ConfigurationError
-        Options the task contract refuses (a bad run id or symbol).
+        The file does not exist or cannot be read.
+    SpecificationError
+        A portfolio that is neither stored nor bundled, an unknown method, or an invalid spec.
     """
-    from portfolio_engine.contracts import OptimizeInput
+    from portfolio_engine.pipeline.what_if import choose_spec
 
-    return parse_request(
-        OptimizeInput,
-        run_id=run_id,
-        source=source,
-        symbols=symbols,
-        index_symbol=index_symbol(lake, source, symbols, feature_key),
-        portfolio=chosen.name,
-        # A stored or bundled spec is left to the use case to resolve, as in `spe run`.
-        spec=chosen.to_dict() if inline else None,
-        feature_key=feature_key,
-        regime=detected,
-        method=method,
-    )
-
-
-def current_regime(
-    lake: Lake, registry: ModelRegistry, run_id: str, portfolio: str, source: str
-) -> tuple[DetectRegimeOutput, str]:
-    """DetectRegime on the latest feature set holding the champion's symbol (the source's own, if it has one)."""
-    from portfolio_engine.adapters.training_job import LocalTrainingJob
-    from portfolio_engine.contracts import DetectRegimeInput
-    from portfolio_engine.pipeline.regime import (
-        champion_spec,
-        detect_regime,
-        latest_feature_key,
-        latest_feature_set,
-        load_champion,
-    )
-    from portfolio_engine.regime.definition import RegimeModelSpec
-
-    default = RegimeModelSpec()
-    champion = load_champion(registry, default.name)
-    symbol = champion_spec(champion).symbol if champion is not None else default.symbol
-    found = latest_feature_set(lake, symbol=symbol, source=source)
-    # The market's regime is market-wide: a feature set of another source serves when this one has none.
-    key = found[0] if found else latest_feature_key(lake, symbol)
-    manifest = lake.feature_manifest(key.removeprefix("features/")) or {}
-    task = DetectRegimeInput(
-        run_id=run_id, feature_key=key, portfolio=portfolio, index_symbol=manifest.get("index_symbol")
-    )
-    # In-process training: a first model on a cold lake takes ~2 s instead of ~4 s in a child interpreter.
-    detected = detect_regime(task, lake=lake, registry=registry, jobs=LocalTrainingJob(in_process=True))
-    return detected, key
-
-
-def index_symbol(lake: Lake, source: str, symbols: list[str], feature_key: str | None) -> str | None:
-    """The index the use case keeps out of the universe: the feature set's, else ^GSPC if the lake holds it."""
-    from portfolio_engine.regime.definition import RegimeModelSpec
-
-    manifest = lake.feature_manifest(feature_key.removeprefix("features/")) if feature_key else None
-    if manifest is None:
-        from portfolio_engine.pipeline.regime import latest_feature_set
-
-        found = latest_feature_set(lake, source=source)
-        manifest = found[1] if found else {}
-    index = manifest.get("index_symbol") or RegimeModelSpec().symbol
-    return str(index) if index in symbols else None
-
-
-def regime_summary(detected: DetectRegimeOutput | None, requested: bool) -> dict[str, Any] | None:
-    if detected is None:
-        return None if not requested else {"available": False, "reason": "the spec is not regime-aware"}
-    keys = (
-        "available", "reason", "model_name", "model_version", "trained_now", "symbol", "as_of", "regime",
-        "probabilities", "next_probabilities",
-    )  # fmt: skip
-    document = detected.model_dump(mode="json")
-    return {k: document[k] for k in keys}
+    if path is None:
+        return choose_spec(store, portfolio=portfolio, method=method)
+    return choose_spec(store, spec=read_spec_file(path), portfolio=portfolio, method=method, origin=str(path))
 
 
 def stored_moments(stored: dict[str, Any]) -> Moments:
@@ -340,24 +197,27 @@ def _spec_in_force(stored: dict[str, Any]) -> PortfolioSpec:
     return PortfolioSpec.from_dict(stored["spec_in_force"])
 
 
-def _write_frontier(lake: Lake, task: OptimizeInput, output: OptimizeOutput, path: Path) -> dict[str, Any]:
+def _write_frontier(lake: Lake, source: str, document: dict[str, Any], path: Path) -> dict[str, Any]:
     """Draw the frontier of the stored run's moments under the constraints in force; return what was drawn."""
     import pandas as pd
 
+    from portfolio_engine.contracts import OptimizeOutput
     from portfolio_engine.exceptions import LakeError
     from portfolio_engine.optimization import SolverDiagnostics, efficient_frontier, portfolio_result
     from portfolio_engine.pipeline.factor_exposures import factor_loadings
     from portfolio_engine.pipeline.optimize import price_returns
+    from portfolio_engine.pipeline.what_if import DEFAULT_INTERVAL
     from portfolio_engine.reports.frontier import frontier_figure_png, frontier_report_html, frontier_table
 
+    output = OptimizeOutput.model_validate({k: v for k, v in document.items() if k in OptimizeOutput.model_fields})
     stored = lake.get_json(output.result_key)
     moments = stored_moments(stored)
     mu = moments.mu
     in_force = _spec_in_force(stored)
     loadings = None
     if in_force.constraints.factor_exposure_bounds:
-        history = price_returns(lake, task.source, list(mu.index), task.interval)
-        loadings = factor_loadings(in_force, history, lake=lake, source=task.source, interval=task.interval)
+        history = price_returns(lake, source, list(mu.index), DEFAULT_INTERVAL)
+        loadings = factor_loadings(in_force, history, lake=lake, source=source, interval=DEFAULT_INTERVAL)
     # Turnover limits and trading costs depend on the holdings of the moment: the frontier is drawn without them.
     constraints = in_force.constraints.replace(max_turnover=None, transaction_cost_bps=None)
     curve = efficient_frontier(

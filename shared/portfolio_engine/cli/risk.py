@@ -88,18 +88,19 @@ def report(
     """Optimize (or take --weights), simulate, stress and check the limits of a portfolio; propose a hedge."""
     setup(data_dir)
     from portfolio_engine.adapters.model_registry import StoreModelRegistry
-    from portfolio_engine.cli.optimize import (
+    from portfolio_engine.cli.optimize import portfolio_spec
+    from portfolio_engine.cli.portfolio import open_store
+    from portfolio_engine.contracts.risk import RiskSettings
+    from portfolio_engine.exceptions import ConfigurationError
+    from portfolio_engine.pipeline.optimize import optimize_portfolio
+    from portfolio_engine.pipeline.portfolios import read_book
+    from portfolio_engine.pipeline.what_if import (
+        curated_symbols,
         current_regime,
         index_symbol,
         optimize_input,
-        portfolio_spec,
         regime_summary,
     )
-    from portfolio_engine.cli.portfolio import open_store
-    from portfolio_engine.contracts.risk import RiskSettings
-    from portfolio_engine.exceptions import ConfigurationError, EmptyDataError
-    from portfolio_engine.pipeline.optimize import optimize_portfolio
-    from portfolio_engine.pipeline.portfolios import read_book
     from portfolio_engine.risk.limits import parse_limits
 
     with errors_to_exit(as_json):
@@ -115,13 +116,9 @@ def report(
         run_id = f"risk-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
         lake, store = open_lake(), open_store()
         registry = StoreModelRegistry(lake, store)
-        symbols = [c.symbol for c in lake.inventory(source, zone="curated")]
-        if not symbols:
-            raise EmptyDataError(
-                f"The lake {lake.uri} holds no curated prices from '{source}'.",
-                hint="Run `spe run` first (it ingests, validates and stores them), or pick another --source.",
-            )
-        chosen, origin, inline = portfolio_spec(store, spec, portfolio, None)
+        symbols = curated_symbols(lake, source)
+        picked = portfolio_spec(store, spec, portfolio, None)
+        chosen, origin, inline = picked.spec, picked.origin, picked.inline
         # Fail before any simulation: unknown limit names, bad weights.
         parse_limits(chosen.limits)
         if given is not None:
@@ -135,8 +132,7 @@ def report(
                 progress.update(step, description=f"optimizing {chosen.name} ({chosen.method})")
                 task = optimize_input(
                     lake,
-                    chosen,
-                    inline,
+                    picked,
                     run_id=run_id,
                     source=source,
                     symbols=symbols,
