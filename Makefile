@@ -27,7 +27,12 @@ $(VENV)/.stamp-test: pyproject.toml uv.lock Makefile | $(UV)
 	touch $@ $(VENV)/.stamp-run
 
 setup: $(VENV)/.stamp-run
+# The API report's browser test renders in Debian's chromium: installed once (as root, as CI runs), checked each time.
 setup-test: $(VENV)/.stamp-test
+	@command -v chromium >/dev/null || ( [ "$$(id -u)" = 0 ] \
+		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			chromium >/dev/null) \
+		|| echo "chromium not installed (needs root: apt-get install chromium); its browser test will skip" )
 
 ## run: set up and run the main job (the rebalance state machine, locally, on the bundled data)
 run: setup
