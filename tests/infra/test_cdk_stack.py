@@ -449,7 +449,7 @@ def _zip_functions(synth: Synth) -> set[str]:
 
 def test_each_function_runs_its_handler_traced_and_sized_by_config(synth: Synth) -> None:
     template = Template.from_json(synth.template)
-    assert _zip_functions(synth) == {"notify_slack"}
+    assert _zip_functions(synth) == {"notify_slack", "api_authorizer"}
     for name, settings in synth.config.functions.items():
         variables = {
             "SPE_VALIDATION_POLICY": synth.config.validation_policy,
@@ -595,8 +595,9 @@ def test_functions_reach_only_the_lake_prefix_of_the_lake_bucket(synth: Synth) -
 
 def test_functions_outside_the_data_pipeline_do_not_touch_the_lake(synth: Synth) -> None:
     no_lake = {n for n, settings in synth.config.functions.items() if settings.lake_access == "none"}
-    assert no_lake == {"start_run", "record_failure", "list_portfolios", "notify_slack"}
+    assert no_lake == {"start_run", "record_failure", "list_portfolios", "notify_slack", "api_authorizer"}
     assert synth.config.functions["commit_run"].lake_access == "read"  # it reads the run's artefacts
+    assert synth.config.functions["api"].lake_access == "read"  # results and holdings routes
 
 
 def test_no_policy_grants_s3_on_any_other_resource(synth: Synth) -> None:
@@ -789,8 +790,15 @@ def test_cdk_nag_acknowledgements_are_exactly_the_deliberate_ones_and_all_are_us
         ("AwsSolutions-SMG4", "SlackWebhookSecret"),
         # idempotency records expire within days: nothing for point-in-time recovery to protect
         ("AwsSolutions-DDB3", "Idempotency"),
-        # the zip function runs the lock's Python (3.11), which its layer's wheels are built for
+        # the zip functions run the lock's Python (3.11), which their layer's wheels are built for
         ("AwsSolutions-L1", "NotifySlack"),
+        ("AwsSolutions-L1", "ApiAuthorizer"),
+        # the API's public routes (health, version, the OpenAPI document and its viewer)
+        ("AwsSolutions-APIG4", "HttpApi"),
+        # the API's user pool: the Plus plan is billed per user; required TOTP MFA and admin-only sign-up instead
+        ("AwsSolutions-COG8", "ApiUsers"),
+        # the API describes the rebalance and backtest runs it starts (named by run id)
+        *{(executions[m], "Api") for m in ("rebalance", "backtest")},
         *{("AwsSolutions-IAM5[Resource::*]", f) for f in functions},
         ("AwsSolutions-IAM5[Resource::*]", "RebalanceStateMachine"),
         # the backtest and rebalance-all machines: log delivery and X-Ray, as the rebalance machine
@@ -1076,6 +1084,8 @@ def test_each_function_that_uses_the_store_is_told_where_it_is_and_may_do_exactl
         "commit_run": "write",
         "record_failure": "write",
         "send_alerts": "write",  # alert cool-down state
+        "api": "write",  # portfolios and API keys
+        "api_authorizer": "read",  # API keys
     }
     for name in synth.config.functions:
         env = synth.resources[synth.function_id(name)]["Properties"]["Environment"]["Variables"]
@@ -1116,7 +1126,7 @@ def test_commit_and_failure_read_only_the_execution_histories_of_the_machines_th
             invoking = [m for m in synth.config.state_machines if name in _functions_of(synth.config.state_machines[m])]
             assert sorted(invoking) == sorted(RUN_MACHINES)  # not rebalance-all, which records no run itself
             assert history == {("states:GetExecutionHistory", _executions(synth, m)) for m in RUN_MACHINES}, name
-        else:
+        elif name != synth.config.api.function:  # the API starts runs: see its own test
             assert history == set(), name
 
 
@@ -1144,8 +1154,8 @@ def test_notify_slack_is_a_zip_with_the_light_layer(synth: Synth) -> None:
     assert layer["Properties"]["CompatibleArchitectures"] == ["x86_64"]
     assert layer["Metadata"]["aws:asset:path"].endswith("layers/light")  # built from layers/light/requirements.txt
     # Only the zip functions use the layer; the others run the image
-    users = [k for k, v in synth.of_type("AWS::Lambda::Function").items() if "Layers" in v["Properties"]]
-    assert users == [synth.function_id("notify_slack")]
+    users = {k for k, v in synth.of_type("AWS::Lambda::Function").items() if "Layers" in v["Properties"]}
+    assert users == {synth.function_id(name) for name in ("notify_slack", "api_authorizer")}
 
 
 def test_notify_slack_zip_holds_its_handler_and_exactly_the_library_modules_it_imports() -> None:
@@ -1219,3 +1229,208 @@ def test_notify_slack_is_subscribed_to_the_alerts_topic_with_retries_and_a_dead_
         v["Properties"]["Endpoint"]["Fn::GetAtt"][0] for v in synth.of_type("AWS::SNS::Subscription").values()
     }
     assert subscriptions == {function_id}
+
+
+# --- the HTTP API: Cognito issuer, Lambda authorizer, throttled and logged stage --------------------
+
+PUBLIC_ROUTES = {"GET /health", "GET /version", "GET /openapi.json", "GET /docs"}
+
+
+def _routes(synth: Synth) -> dict[str, dict[str, Any]]:
+    """Route key -> properties of every route of the HTTP API."""
+    return {v["Properties"]["RouteKey"]: v["Properties"] for v in synth.of_type("AWS::ApiGatewayV2::Route").values()}
+
+
+def _env(synth: Synth, function: str) -> dict[str, Any]:
+    return synth.resources[synth.function_id(function)]["Properties"]["Environment"]["Variables"]
+
+
+def test_every_route_of_the_http_api_goes_to_the_api_function_with_payload_2(synth: Synth) -> None:
+    # Given the committed configuration, the template has one HTTP API whose one integration is the API function
+    template = Template.from_json(synth.template)
+    template.has_resource_properties("AWS::ApiGatewayV2::Api", {"Name": "spe-dev-api", "ProtocolType": "HTTP"})
+    assert "CorsConfiguration" not in synth.single("AWS::ApiGatewayV2::Api", Name="spe-dev-api")[1]["Properties"]
+    integration_id, integration = synth.single("AWS::ApiGatewayV2::Integration")
+    assert integration["Properties"]["IntegrationType"] == "AWS_PROXY"
+    assert integration["Properties"]["PayloadFormatVersion"] == "2.0"
+    assert integration["Properties"]["IntegrationUri"] == {"Fn::GetAtt": [synth.function_id("api"), "Arn"]}
+    # Then $default and the public routes all target it
+    routes = _routes(synth)
+    assert set(routes) == {"$default", *PUBLIC_ROUTES}
+    for key, route in routes.items():
+        assert _flatten(route["Target"]) == f"integrations/<{integration_id}>", key
+
+
+def test_the_authorizer_guards_the_default_route_and_not_the_public_ones(synth: Synth) -> None:
+    authorizer_id, authorizer = synth.single("AWS::ApiGatewayV2::Authorizer")
+    props = authorizer["Properties"]
+    # A REQUEST authorizer with simple responses ({"isAuthorized": ...}), running the authorizer function
+    assert (props["AuthorizerType"], props["AuthorizerPayloadFormatVersion"]) == ("REQUEST", "2.0")
+    assert props["EnableSimpleResponses"] is True
+    assert f"<{synth.function_id('api_authorizer')}.Arn>" in _flatten(props["AuthorizerUri"])
+    # No identity source and no cache: a request with either Authorization or X-API-Key reaches the authorizer
+    # (API Gateway refuses, without calling it, a request that lacks any listed source)
+    assert props.get("IdentitySource", []) == []
+    assert props["AuthorizerResultTtlInSeconds"] == 0
+    routes = _routes(synth)
+    assert routes["$default"]["AuthorizationType"] == "CUSTOM"
+    assert routes["$default"]["AuthorizerId"] == {"Ref": authorizer_id}
+    for key in PUBLIC_ROUTES:
+        assert routes[key]["AuthorizationType"] == "NONE" and "AuthorizerId" not in routes[key], key
+    # API Gateway may invoke the authorizer (and only this API's authorizer)
+    Template.from_json(synth.template).has_resource_properties(
+        "AWS::Lambda::Permission",
+        {
+            "Action": "lambda:InvokeFunction",
+            "FunctionName": {"Fn::GetAtt": [synth.function_id("api_authorizer"), "Arn"]},
+            "Principal": "apigateway.amazonaws.com",
+            "SourceArn": Match.any_value(),
+        },
+    )
+
+
+def test_the_stage_is_throttled_as_configured_and_logs_every_request_as_json(synth: Synth) -> None:
+    api = synth.config.api
+    assert api is not None and (api.throttle_burst_limit, api.throttle_rate_limit) == (100, 50)
+    _, stage = synth.single("AWS::ApiGatewayV2::Stage", StageName="$default")
+    props = stage["Properties"]
+    assert props["AutoDeploy"] is True
+    assert props["DefaultRouteSettings"]["ThrottlingBurstLimit"] == api.throttle_burst_limit
+    assert props["DefaultRouteSettings"]["ThrottlingRateLimit"] == api.throttle_rate_limit
+    log_group_id, log_group = synth.single("AWS::Logs::LogGroup", LogGroupName="/aws/apigateway/spe-dev-api")
+    assert log_group["Properties"]["RetentionInDays"] == synth.config.log_retention_days
+    assert props["AccessLogSettings"]["DestinationArn"] == {"Fn::GetAtt": [log_group_id, "Arn"]}
+    fields = json.loads(props["AccessLogSettings"]["Format"])
+    assert fields["status"] == "$context.status" and fields["authorizerError"] == "$context.authorizer.error"
+
+
+def test_the_api_may_start_and_describe_runs_of_rebalance_and_backtest_only(synth: Synth) -> None:
+    region = synth.config.region
+    grants = synth.grants_of_role(synth.role_of("api"), "states:")
+    assert grants == {
+        *{
+            ("states:StartExecution", f"arn:aws:states:{region}:<AWS::AccountId>:stateMachine:spe-dev-{m}")
+            for m in ("rebalance", "backtest")
+        },
+        *{("states:DescribeExecution", _executions(synth, m)) for m in ("rebalance", "backtest")},
+    }
+    assert synth.grants_of_role(synth.role_of("api_authorizer"), "states:") == set()
+
+
+def test_the_api_function_is_told_the_machines_and_both_functions_the_token_issuer(synth: Synth) -> None:
+    region = synth.config.region
+    env = _env(synth, "api")
+    machines = json.loads(_flatten(env["SPE_STATE_MACHINE_ARNS"]))
+    assert machines == {
+        m: f"arn:aws:states:{region}:<AWS::AccountId>:stateMachine:spe-dev-{m}" for m in ("rebalance", "backtest")
+    }
+    pool_id, _ = synth.single("AWS::Cognito::UserPool", UserPoolName="spe-dev-api-users")
+    client_id, _ = synth.single("AWS::Cognito::UserPoolClient", ClientName="spe-dev-api")
+    issuer = f"https://<{pool_id}.ProviderURL>"  # https://cognito-idp.<region>.amazonaws.com/<pool id>
+    for name in ("api", "api_authorizer"):
+        variables = _env(synth, name)
+        assert _flatten(variables["SPE_API_JWKS"]) == f"{issuer}/.well-known/jwks.json", name
+        assert _flatten(variables["SPE_API_ISSUER"]) == issuer, name
+        assert variables["SPE_API_AUDIENCE"] == {"Ref": client_id}, name  # ID tokens: aud is the app client
+    assert (env["SPE_API_RATE_PER_MINUTE"], env["SPE_API_MAX_BODY_BYTES"]) == ("600", "262144")
+    assert "SPE_STATE_MACHINE_ARNS" not in _env(synth, "api_authorizer")
+    assert synth.config.functions["api_authorizer"].packaging == "zip"  # light imports: jwt, pynamodb
+
+
+def test_the_user_pool_is_admin_provisioned_with_required_mfa_and_the_three_role_groups(synth: Synth) -> None:
+    pool_id, pool = synth.single("AWS::Cognito::UserPool", UserPoolName="spe-dev-api-users")
+    props = pool["Properties"]
+    assert props["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"] is True
+    assert (props["MfaConfiguration"], props["EnabledMfas"]) == ("ON", ["SOFTWARE_TOKEN_MFA"])
+    assert props["Policies"]["PasswordPolicy"]["MinimumLength"] >= 12
+    assert pool["DeletionPolicy"] == "Retain"
+    groups = {
+        v["Properties"]["GroupName"]: v["Properties"]["Precedence"]
+        for v in synth.of_type("AWS::Cognito::UserPoolGroup").values()
+        if v["Properties"]["UserPoolId"] == {"Ref": pool_id}
+    }
+    assert groups == {"admin": 0, "manager": 1, "viewer": 2}  # the API's roles; the lowest precedence wins
+    _, client = synth.single("AWS::Cognito::UserPoolClient", ClientName="spe-dev-api")
+    assert client["Properties"]["GenerateSecret"] is False
+    assert client["Properties"]["ExplicitAuthFlows"] == ["ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"]
+
+
+def test_the_stack_outputs_the_api_url_and_the_user_pool(synth: Synth) -> None:
+    outputs = synth.template["Outputs"]
+    (api_id,) = synth.of_type("AWS::ApiGatewayV2::Api")
+    assert (
+        _flatten(outputs["ApiUrl"]["Value"])
+        == f"https://<{api_id}>.execute-api.{synth.config.region}.<AWS::URLSuffix>/"
+    )
+    assert outputs["ApiUserPoolId"]["Value"] == {"Ref": synth.single("AWS::Cognito::UserPool")[0]}
+    assert outputs["ApiUserPoolClientId"]["Value"] == {"Ref": synth.single("AWS::Cognito::UserPoolClient")[0]}
+
+
+def test_an_external_issuer_replaces_the_user_pool() -> None:
+    # Given an api section naming an external OIDC issuer
+    import aws_cdk as cdk
+
+    from spe_infra.config import ApiSettings
+    from spe_infra.constructs import token_issuer
+
+    jwks = "https://login.example.com/.well-known/jwks.json"
+    settings = ApiSettings(issuer="https://login.example.com/", audience="spe-api", jwks_url=jwks)
+    stack = cdk.Stack(cdk.App(), "Issuer")
+    # When the issuer is chosen
+    issuer, pool = token_issuer(stack, settings, prefix="spe-dev")
+    # Then the functions are told the configured values and no user pool is made
+    assert pool is None
+    assert issuer.environment() == {
+        "SPE_API_JWKS": jwks,
+        "SPE_API_ISSUER": "https://login.example.com/",
+        "SPE_API_AUDIENCE": "spe-api",
+    }
+    assert Template.from_stack(stack).find_resources("AWS::Cognito::UserPool") == {}
+
+
+@pytest.mark.parametrize(
+    ("api", "message"),
+    [
+        ({"issuer": "https://login.example.com/"}, "set all three"),
+        ({"issuer": "https://a/", "audience": "x", "jwksUrl": "http://a/jwks"}, "must be an https URL"),
+        ({"function": "api_v2"}, "api.function='api_v2' is not an entry"),
+        ({"stateMachines": ["nightly"]}, "does not define"),
+        ({"throttleBurstLimit": -1}, "0..5000"),
+        ({"cors": ["*"]}, "unknown keys"),
+    ],
+)
+def test_bad_api_configuration_fails_with_a_message_naming_the_key(api: dict[str, Any], message: str) -> None:
+    raw = {"functions": {"api": {}, "api_authorizer": {}}, "stateMachines": {"rebalance": "rebalance.asl.json"}}
+    raw["api"] = {"stateMachines": ["rebalance"], **api}
+    with pytest.raises(ConfigError, match=message):
+        EngineConfig.from_context(raw, stage="dev")
+
+
+def test_api_authorizer_imports_from_its_zip_alone_without_numpy() -> None:
+    """Given the staged zip first on sys.path and the settings the stack gives it, the authorizer imports."""
+    staged = stage_function_code("api_authorizer")
+    probe = (
+        "import json, sys\n"
+        f"sys.path.insert(0, {str(staged)!r})\n"
+        "import functions.api_authorizer.app\n"
+        "library = {m: sys.modules[m].__file__ for m in sys.modules if m.split('.')[0] == 'portfolio_engine'}\n"
+        "heavy = [m for m in ('numpy', 'pandas', 'scipy', 'pyarrow', 'sklearn', 'cvxpy') if m in sys.modules]\n"
+        "print(json.dumps({'library': library, 'heavy': heavy}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPE_", "AWS_"))}
+    env |= {
+        "AWS_REGION": "us-east-1",
+        "SPE_DATA_DIR": str(staged / "data"),
+        "SPE_STORE_URI": "dynamodb://spe-dev-store",
+        "SPE_API_JWKS": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_example/.well-known/jwks.json",
+        "SPE_API_ISSUER": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_example",
+        "SPE_API_AUDIENCE": "client-id",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=staged, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    # Then every library module came from the zip, and no numerical package was loaded
+    assert found["library"] and all(path.startswith(str(staged)) for path in found["library"].values())
+    assert found["heavy"] == []

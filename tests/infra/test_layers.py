@@ -80,6 +80,13 @@ def _installed_by(pins: dict[str, set[str]]) -> set[str]:
     return installed
 
 
+#: Third-party packages each zip function is known to import: the scan must find at least these.
+EXPECTED_IMPORTS = {
+    "notify_slack": {"boto3", "requests", "pydantic", "pydantic_settings", "aws_lambda_powertools"},
+    "api_authorizer": {"jwt", "pynamodb", "pydantic", "pydantic_settings", "aws_lambda_powertools"},
+}
+
+
 def test_light_layer_provides_every_third_party_import_of_the_zip_functions() -> None:
     # Given each zip function of the committed configuration and the files it ships (handler + library modules)
     pytest.importorskip("aws_cdk", reason="aws-cdk-lib is not installed: uv sync --extra cdk")
@@ -90,7 +97,7 @@ def test_light_layer_provides_every_third_party_import_of_the_zip_functions() ->
     context = committed_context()
     config = EngineConfig.from_context(context["spe"], stage=context.get("stage"))
     zipped = [name for name, settings in config.functions.items() if settings.packaging == "zip"]
-    assert zipped, "no zip function: nothing uses the light layer"
+    assert set(zipped) == set(EXPECTED_IMPORTS), "a new zip function: add what it imports to EXPECTED_IMPORTS"
     installed = _installed_by(_light_pins())
     distributions = {
         _normal(k): {_normal(d) for d in v} for k, v in importlib.metadata.packages_distributions().items()
@@ -110,4 +117,5 @@ def test_light_layer_provides_every_third_party_import_of_the_zip_functions() ->
         missing = {m: distributions.get(_normal(m), {"?"}) for m in third_party}
         missing = {m: d for m, d in missing.items() if not d & installed}
         assert not missing, f"{name} imports {missing}, which layers/light/requirements.txt does not install"
-        assert {"boto3", "requests", "pydantic", "pydantic_settings", "aws_lambda_powertools"} <= third_party
+        # (and the scan found the imports each handler is known to make)
+        assert EXPECTED_IMPORTS.get(name, set()) <= third_party, name

@@ -129,6 +129,60 @@ class ScheduleSettings:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    """The HTTP API (API Gateway v2) in front of the ``api`` function, with the ``api_authorizer`` function.
+
+    Tokens come from the stack's Cognito user pool (ID tokens: ``aud`` is the app client's id) unless
+    ``issuer``, ``audience`` and ``jwksUrl`` name an external OIDC issuer (all three, or none).
+    """
+
+    function: str = "api"
+    """Folder under ``functions/`` serving every route (an entry of ``spe.functions``)."""
+    authorizer: str = "api_authorizer"
+    """Folder under ``functions/`` of the Lambda authorizer (an entry of ``spe.functions``)."""
+    state_machines: tuple[str, ...] = ("rebalance", "backtest")
+    """Machines the API starts and describes (``SPE_STATE_MACHINE_ARNS``); nothing else."""
+    throttle_burst_limit: int = 100
+    """Stage-wide burst (requests in flight) before API Gateway answers 429."""
+    throttle_rate_limit: float = 50.0
+    """Stage-wide steady requests per second before API Gateway answers 429."""
+    rate_per_minute: int = 600
+    """Per-caller limit enforced by the function itself (``SPE_API_RATE_PER_MINUTE``)."""
+    max_body_bytes: int = 256 * 1024
+    """Largest request body the function accepts (``SPE_API_MAX_BODY_BYTES``)."""
+    cors_origins: tuple[str, ...] = ()
+    """Browser origins allowed by CORS; empty (the default) leaves CORS off."""
+    issuer: str | None = None
+    audience: str | None = None
+    jwks_url: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state_machines", tuple(self.state_machines))
+        object.__setattr__(self, "cors_origins", tuple(self.cors_origins))
+        if not 0 <= self.throttle_burst_limit <= 5000:
+            raise ConfigError(f"api.throttleBurstLimit={self.throttle_burst_limit} is outside 0..5000 (account quota)")
+        if not 0 < self.throttle_rate_limit <= 10000:
+            raise ConfigError(f"api.throttleRateLimit={self.throttle_rate_limit} is outside 0..10000 requests/s")
+        if not 1024 <= self.max_body_bytes <= 10 * 1024 * 1024:
+            raise ConfigError(f"api.maxBodyBytes={self.max_body_bytes} is outside 1 KiB..10 MiB (HTTP API's limit)")
+        if self.rate_per_minute < 1:
+            raise ConfigError(f"api.ratePerMinute={self.rate_per_minute} must be at least 1")
+        external = (self.issuer, self.audience, self.jwks_url)
+        if any(external) and not all(external):
+            raise ConfigError(
+                "api.issuer, api.audience and api.jwksUrl name an external token issuer together: set all three, "
+                "or none for the stack's Cognito user pool"
+            )
+        if self.jwks_url and not self.jwks_url.startswith("https://"):
+            raise ConfigError(f"api.jwksUrl={self.jwks_url!r} must be an https URL")
+
+    @property
+    def external_issuer(self) -> bool:
+        """Whether tokens come from an issuer named in the configuration instead of the stack's user pool."""
+        return self.issuer is not None
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     """Everything that differs between stages, in one place."""
 
@@ -150,6 +204,8 @@ class EngineConfig:
     schedules: tuple[ScheduleSettings, ...] = ()
     secrets: Mapping[str, str] = field(default_factory=dict)
     """Secret key (``alpha_vantage``) -> Secrets Manager name; ``{stage}`` is replaced."""
+    api: ApiSettings | None = None
+    """The HTTP API; ``None`` (no ``spe.api``) deploys none."""
 
     def __post_init__(self) -> None:
         if not _STAGE.match(self.stage):
@@ -167,6 +223,13 @@ class EngineConfig:
                 raise ConfigError(
                     f"schedule {schedule.name!r} targets unknown state machine {schedule.state_machine!r}"
                 )
+        if self.api is not None:
+            for key, name in (("function", self.api.function), ("authorizer", self.api.authorizer)):
+                if name not in self.functions:
+                    raise ConfigError(f"api.{key}={name!r} is not an entry of spe.functions; add it there")
+            unknown = sorted(set(self.api.state_machines) - set(self.state_machines))
+            if unknown:
+                raise ConfigError(f"api.stateMachines names {unknown}, which spe.stateMachines does not define")
 
     @property
     def prefix(self) -> str:
@@ -212,6 +275,7 @@ class EngineConfig:
             _build(ScheduleSettings, body, f"spe.schedules.{name}", name=name)
             for name, body in (raw.pop("schedules", {}) or {}).items()
         )
+        api = raw.pop("api", None)
         return _build(
             cls,
             raw,
@@ -220,4 +284,5 @@ class EngineConfig:
             function_defaults=defaults,
             functions=functions,
             schedules=schedules,
+            api=None if api is None else _build(ApiSettings, api, "spe.api"),
         )

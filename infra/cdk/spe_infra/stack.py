@@ -1,4 +1,4 @@
-"""The engine's stack: lake, store of record, functions, state machines, training role, schedules, secrets, alerts."""
+"""The engine's stack: lake, store, functions, state machines, training, schedules, secrets, alerts, HTTP API."""
 
 from __future__ import annotations
 
@@ -17,9 +17,11 @@ from constructs import Construct
 
 from spe_infra.config import REPO_ROOT, EngineConfig, ScheduleSettings
 from spe_infra.constructs import (
+    ApiUserPool,
     EngineFunction,
     EngineStateMachine,
     FunctionResources,
+    HttpApiEndpoint,
     IdempotencyTable,
     LakeBucket,
     LightLayer,
@@ -27,6 +29,7 @@ from spe_infra.constructs import (
     SageMakerTraining,
     StoreTable,
     function_arn_placeholder,
+    token_issuer,
 )
 from spe_infra.constructs.engine_state_machine import load_definition, placeholders
 from spe_infra.constructs.training_job import REGIME_JOB_PREFIX, REGIME_TRAINING_PREFIX, TRAINING_PLACEHOLDERS
@@ -207,6 +210,22 @@ class EngineStack(cdk.Stack):
 
         self.schedules = {s.name: self._schedule(s) for s in config.schedules}
 
+        self.api: HttpApiEndpoint | None = None
+        self.api_users: ApiUserPool | None = None
+        if config.api is not None:
+            issuer, self.api_users = token_issuer(self, config.api, prefix=config.prefix)
+            self.api = HttpApiEndpoint(
+                self,
+                "HttpApi",
+                prefix=config.prefix,
+                settings=config.api,
+                function=self.functions[config.api.function],
+                authorizer=self.functions[config.api.authorizer],
+                issuer=issuer,
+                state_machines={name: config.state_machine_name(name) for name in config.api.state_machines},
+                log_retention=log_retention,
+            )
+
         cdk.CfnOutput(self, "LakeUri", value=self.lake.uri)
         cdk.CfnOutput(self, "AlertsTopicArn", value=self.alerts.topic_arn)
         cdk.CfnOutput(
@@ -225,6 +244,16 @@ class EngineStack(cdk.Stack):
             cdk.CfnOutput(self, "TrainingRoleArn", value=self.training.role.role_arn)
         for name, machine in self.state_machines.items():
             cdk.CfnOutput(self, f"{_construct_id(name)}StateMachineArn", value=machine.state_machine.state_machine_arn)
+        if self.api is not None:
+            cdk.CfnOutput(self, "ApiUrl", value=self.api.url, description="The HTTP API's base URL")
+        if self.api_users is not None:
+            cdk.CfnOutput(self, "ApiUserPoolId", value=self.api_users.user_pool.user_pool_id)
+            cdk.CfnOutput(
+                self,
+                "ApiUserPoolClientId",
+                value=self.api_users.client.user_pool_client_id,
+                description="The app client: the audience (aud) of the ID tokens the API accepts",
+            )
 
     def _light_layer(self) -> lambda_.ILayerVersion:
         """The zip functions' layer, made when the first one asks for it."""
