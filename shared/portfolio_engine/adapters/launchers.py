@@ -144,17 +144,16 @@ class LocalLauncher:
         command = [sys.executable, "-m", "portfolio_engine.local.launch", job.machine, run_id]
         try:
             with log.open("wb") as out:
-                done = subprocess.run(
-                    command, input=json.dumps(job.request).encode(), stdout=out, stderr=out, env=self.env, check=False
-                )
+                child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=out, stderr=out, env=self.env)
+                child.communicate(json.dumps(job.request).encode())
         except OSError as exc:
             job.status, job.cause = "FAILED", f"Cannot start the local run: {exc}"
             return
-        if done.returncode == 0:
+        if child.returncode == 0:
             job.status = "SUCCEEDED"
         else:
             tail = log.read_text(errors="replace").strip().splitlines()[-3:]
-            job.status, job.cause = "FAILED", " ".join(tail) or f"exit code {done.returncode}"
+            job.status, job.cause = "FAILED", " ".join(tail) or f"exit code {child.returncode}"
         logger.info("local run ended", extra={"run_id": run_id, "status": job.status, "log": str(log)})
 
     def wait(self, timeout: float | None = None) -> None:
@@ -162,4 +161,12 @@ class LocalLauncher:
         self._pool.submit(lambda: None).result(timeout=timeout)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Drop the runs still queued (never started, so never recorded).
+
+        The one running finishes on its own and records itself: killing it would leave its record RUNNING.
+        """
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            for job in self._jobs.values():
+                if job.status == "QUEUED":
+                    job.status, job.cause = "FAILED", "Not started: the server stopped first."

@@ -119,9 +119,15 @@ class LambdaBridge:
 class ScreenedApp:
     """An ASGI app that screens each HTTP request, then answers it through the bridge."""
 
-    def __init__(self, bridge: LambdaBridge, *, max_bytes: int) -> None:
+    def __init__(self, bridge: LambdaBridge, *, max_bytes: int, on_close: Callable[[], None] | None = None) -> None:
         self.bridge = bridge
         self.max_bytes = max_bytes
+        self.on_close = on_close
+
+    def close(self) -> None:
+        """Stop what the server started (the local launcher's queued and running runs)."""
+        if self.on_close is not None:
+            self.on_close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -169,5 +175,6 @@ def build_local_app(settings: Any) -> ScreenedApp:
     from portfolio_engine.api.app import build_app
     from portfolio_engine.api.wiring import build_services
 
-    resolver = build_app(build_services(settings, local=True))
-    return ScreenedApp(LambdaBridge(resolver), max_bytes=settings.api_max_body_bytes)
+    services = build_services(settings, local=True)
+    close = getattr(services.launcher, "close", None)
+    return ScreenedApp(LambdaBridge(build_app(services)), max_bytes=settings.api_max_body_bytes, on_close=close)

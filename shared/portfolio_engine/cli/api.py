@@ -60,7 +60,10 @@ def api(
         f"Serving the API on http://{host}:{port} (store {settings.resolved_store_uri()}); docs at /docs. "
         f'Try: curl -H "Authorization: Bearer $(spe token --role viewer)" http://{host}:{port}/portfolios'
     )
-    uvicorn.run(app, host=host, port=port, log_level="info" if verbose else "warning", lifespan="off")
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info" if verbose else "warning", lifespan="off")
+    finally:
+        app.close()
 
 
 def token(
