@@ -1,7 +1,7 @@
 """Bounded forward filling of missing and unusable prices, within each symbol, never backward.
 
 Each symbol is filled along its own bars plus the bars its calendar says it lacks (``missing``, from
-:func:`portfolio_engine.data._checks.missing_bars`): an exchange's sessions between the symbol's first
+:func:`portfolio_engine.data._calendar.missing_bars`): an exchange's sessions between the symbol's first
 and last bar, or the universe's dates without a calendar. No other symbol's dates enter. A price cell
 needs repair when it is missing (no bar that day), NaN, infinite or not positive. Repairs copy the
 last good value of the same column of the same symbol. A run of cells to repair is filled only when
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from portfolio_engine.data._checks import OHLC_COLUMNS
+from portfolio_engine.data._findings import OHLC_COLUMNS
 from portfolio_engine.data.schema import BAR_COLUMNS, PRICE_COLUMNS
 
 

@@ -93,15 +93,11 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from portfolio_engine.data import _checks
-from portfolio_engine.data._checks import (
-    CHECKS,
-    STRUCTURAL_CHECKS,
-    CheckParams,
-    Finding,
-    TradingCalendar,
-)
+from portfolio_engine.data import _calendar as calendars
+from portfolio_engine.data import _checks, _findings
+from portfolio_engine.data._calendar import TradingCalendar
 from portfolio_engine.data._ffill import FillLog, forward_fill
+from portfolio_engine.data._findings import CHECKS, STRUCTURAL_CHECKS, CheckParams, Finding
 from portfolio_engine.data.schema import BAR_COLUMNS, NUMERIC_COLUMNS, conform_bars, empty_bars
 from portfolio_engine.exceptions import DataValidationError, EmptyDataError, SchemaError
 
@@ -199,12 +195,12 @@ class ValidationPolicy(BaseModel):
     def _known_calendar(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        if value not in _checks.calendar_names():
+        if value not in calendars.calendar_names():
             raise ValueError(
                 f"unknown exchange calendar {value!r}: use a code of the exchange_calendars package, e.g. 'XNYS' "
                 "(NYSE), 'XNAS' (Nasdaq), 'XLON' (London), '24/7' (crypto), or None for the union of the symbols' dates"
             )
-        return _checks.canonical_calendar_name(value)
+        return calendars.canonical_calendar_name(value)
 
     @field_validator("severity_overrides")
     @classmethod
@@ -389,7 +385,7 @@ class ValidationReport:
         )
         if self.forward_filled:
             text += f", {self.forward_filled} price cell(s) forward-filled"
-        dropped = self.count(_checks.OFF_CALENDAR, action="dropped")
+        dropped = self.count(_findings.OFF_CALENDAR, action="dropped")
         if dropped:
             text += f", {dropped} off-calendar bar(s) dropped"
         if self.quarantined:
@@ -479,7 +475,9 @@ def _calendar(policy: ValidationPolicy, bars: pd.DataFrame) -> TradingCalendar |
     """
     if policy.calendar is None or bars.empty:
         return None
-    return _checks.trading_calendar(policy.calendar, pd.Timestamp(bars["date"].min()), pd.Timestamp(bars["date"].max()))
+    return calendars.trading_calendar(
+        policy.calendar, pd.Timestamp(bars["date"].min()), pd.Timestamp(bars["date"].max())
+    )
 
 
 def _drop_off_calendar(
@@ -490,10 +488,10 @@ def _drop_off_calendar(
     Nothing is dropped when the check is off or lowered to a warning: the bars are then kept (and, as
     a warning, reported).
     """
-    drop = _checks.off_calendar_mask(bars, calendar)
-    if not drop.any() or policy.severity(_checks.OFF_CALENDAR, "error") != "error":
+    drop = calendars.off_calendar_mask(bars, calendar)
+    if not drop.any() or policy.severity(_findings.OFF_CALENDAR, "error") != "error":
         return bars, []
-    finding = _checks.off_calendar(bars, calendar)
+    finding = calendars.off_calendar(bars, calendar)
     issues = [
         replace(issue, detail=f"{issue.detail}; {issue.count} bar(s) dropped")
         for issue in _issues_from(finding, policy, action="dropped")
@@ -547,7 +545,7 @@ def _schema_stage(bars: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[
             parts.append("parsed from text: " + ", ".join(parsed))
         if extra:
             parts.append("unknown columns dropped: " + ", ".join(map(str, extra)))
-        issues.append(Issue(_checks.SCHEMA, None, "warning", len(parsed) + len(extra), None, None, "; ".join(parts)))
+        issues.append(Issue(_findings.SCHEMA, None, "warning", len(parsed) + len(extra), None, None, "; ".join(parts)))
     changes = {"columns_coerced": coerced, "columns_added": len(added), "columns_dropped": len(extra)}
     return conformed, in_order, issues, changes
 
@@ -602,7 +600,7 @@ def validate_bars(
     try:
         conformed, in_order, issues, changes = _schema_stage(bars)
     except SchemaError as exc:
-        issue = Issue(_checks.SCHEMA, None, "error", 1, None, None, exc.message)
+        issue = Issue(_findings.SCHEMA, None, "error", 1, None, None, exc.message)
         report = ValidationReport(policy.mode, (issue,), {}, {}, (), n_rows_in, 0, policy_json)
         raise _rejection(report, f"Bar table fails the schema check: {exc.message}", hint=exc.hint) from exc
     changes.update(forward_filled=0, rows_inserted=0, rows_dropped=0, symbols_quarantined=0, duplicates_dropped=0)
@@ -611,7 +609,9 @@ def validate_bars(
     keyless = (conformed["date"].isna() | conformed["symbol"].isna()).to_numpy()
     if keyless.any():
         issues.append(
-            Issue(_checks.MISSING_KEY, None, "error", int(keyless.sum()), None, None, "rows without a date or a symbol")
+            Issue(
+                _findings.MISSING_KEY, None, "error", int(keyless.sum()), None, None, "rows without a date or a symbol"
+            )
         )
         conformed = conformed.loc[~keyless].reset_index(drop=True)
 
@@ -634,14 +634,14 @@ def validate_bars(
         prepared, dropped = _drop_off_calendar(prepared, calendar, policy)
         issues += dropped
         changes["rows_dropped"] += sum(i.count for i in dropped)
-        missing = _checks.missing_bars(prepared, calendar)
+        missing = calendars.missing_bars(prepared, calendar)
         insertable = (missing.symbols[missing.fillable], missing.dates[missing.fillable])
         prepared, log = forward_fill(prepared, policy.max_ffill, insertable)
         what = f"{policy.calendar} session(s)" if calendar is not None else "date(s) of the universe"
         fixes = [
-            (Finding(_checks.CALENDAR_GAP, "error", *log.inserted, {}), f"missing {what} inserted, prices"),
-            (Finding(_checks.NON_FINITE, "error", *log.non_finite, {}), "bar(s)"),
-            (Finding(_checks.NON_POSITIVE, "error", *log.non_positive, {}), "bar(s)"),
+            (Finding(_findings.CALENDAR_GAP, "error", *log.inserted, {}), f"missing {what} inserted, prices"),
+            (Finding(_findings.NON_FINITE, "error", *log.non_finite, {}), "bar(s)"),
+            (Finding(_findings.NON_POSITIVE, "error", *log.non_positive, {}), "bar(s)"),
         ]
         for fix, noun in fixes:
             for issue in _issues_from(fix, policy, action="forward_filled"):
